@@ -1,0 +1,58 @@
+# execguard build, test and demo entry points. See README.md.
+GO        ?= go
+BIN       := bin
+CACHE     ?= /var/cache/execguard
+TOOLS     := $(CACHE)/tools
+STATICCHECK_VERSION := v0.8.2
+PREFIX    ?= /usr/local
+GOFLAGS   ?= -buildvcs=false
+export GOFLAGS
+
+.PHONY: all build test lint e2e demo bench-runtime bench-e2e bench install clean fuzz
+
+all: build
+
+build:
+	$(GO) build -trimpath -ldflags '-s -w' -o $(BIN)/nri-execguard ./plugin/cmd/nri-execguard
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '-s -w' -o $(BIN)/execguard-runtime ./stub/cmd/execguard-runtime
+
+# Every test that needs no root.
+test:
+	$(GO) test -count=1 ./...
+
+$(TOOLS)/staticcheck:
+	GOBIN=$(TOOLS) $(GO) install honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION)
+
+lint: $(TOOLS)/staticcheck
+	$(GO) vet ./...
+	$(GO) vet -tags e2e ./test/...
+	$(TOOLS)/staticcheck ./...
+
+# End to end on a real containerd (root): installs and caches what it needs.
+e2e: build
+	bash test/e2e/setup.sh
+	$(GO) test -tags e2e -count=1 -timeout 40m -v ./test/e2e/...
+
+demo: build
+	bash test/e2e/setup.sh
+	$(GO) run -tags e2e ./test/demo
+
+bench-runtime: build
+	bash stub/bench/bench.sh
+
+bench-e2e: build
+	bash test/e2e/setup.sh
+	$(GO) test -tags e2e -count=1 -run '^$$' -bench BenchmarkExecLatency -benchtime 1x -v ./test/e2e/
+
+bench:
+	$(GO) test -run '^$$' -bench . -benchmem ./...
+
+install: build
+	install -D -m 0755 $(BIN)/nri-execguard $(DESTDIR)$(PREFIX)/bin/nri-execguard
+	install -D -m 0755 $(BIN)/execguard-runtime $(DESTDIR)$(PREFIX)/bin/execguard-runtime
+	install -d -m 0755 $(DESTDIR)/opt/nri/plugins $(DESTDIR)/etc/nri/conf.d
+	ln -sf $(PREFIX)/bin/nri-execguard $(DESTDIR)/opt/nri/plugins/10-execguard
+	test -e $(DESTDIR)/etc/nri/conf.d/10-execguard.conf || install -m 0644 conf/deploy/config.toml $(DESTDIR)/etc/nri/conf.d/10-execguard.conf
+
+clean:
+	rm -rf $(BIN)

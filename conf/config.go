@@ -1,0 +1,211 @@
+// Package conf holds execguard's TOML configuration, its validation, and the
+// immutable snapshot compiled from it that the plugin publishes and the
+// runtime entry point reads.
+package conf
+
+import (
+	"time"
+)
+
+// Config is the operator's TOML file. Keys are the product's interface; the
+// README documents each one.
+type Config struct {
+	StateDir       string             `toml:"state_dir" json:"state_dir"`
+	DefaultRuntime string             `toml:"default_runtime" json:"default_runtime"`
+	Runtimes       map[string]Runtime `toml:"runtimes" json:"runtimes"`
+	Exec           PolicyFields       `toml:"exec" json:"exec"`
+	Rules          []Rule             `toml:"rules" json:"rules,omitempty"`
+	Annotations    Annotations        `toml:"annotations" json:"annotations"`
+	GC             GC                 `toml:"gc" json:"gc"`
+	Audit          Audit              `toml:"audit" json:"audit"`
+	Metrics        Metrics            `toml:"metrics" json:"metrics"`
+}
+
+// Runtime is one runtime: a binary plus the extra arguments placed before
+// the shim's own argv.
+type Runtime struct {
+	Path string   `toml:"path" json:"path"`
+	Args []string `toml:"args" json:"args,omitempty"`
+}
+
+// PolicyFields are the exec policy keys. In [exec] every unset key takes its
+// default; in a [[rules]] entry or a pod annotation only the keys set apply.
+// Pointers tell "unset" from a zero value.
+type PolicyFields struct {
+	Mode                   *string   `toml:"mode" json:"mode,omitempty"`
+	Privileged             *string   `toml:"privileged" json:"privileged,omitempty"`
+	DenyExecIntoPrivileged *bool     `toml:"deny_exec_into_privileged" json:"deny_exec_into_privileged,omitempty"`
+	DenyRoot               *bool     `toml:"deny_root" json:"deny_root,omitempty"`
+	User                   *string   `toml:"user" json:"user,omitempty"`
+	WorkingDir             *string   `toml:"working_dir" json:"working_dir,omitempty"`
+	AllowTTY               *bool     `toml:"allow_tty" json:"allow_tty,omitempty"`
+	Env                    *[]string `toml:"env" json:"env,omitempty"`
+	UnsetEnv               *[]string `toml:"unset_env" json:"unset_env,omitempty"`
+	AllowCommands          *[]string `toml:"allow_commands" json:"allow_commands,omitempty"`
+	DenyCommands           *[]string `toml:"deny_commands" json:"deny_commands,omitempty"`
+	MaxConcurrent          *int      `toml:"max_concurrent" json:"max_concurrent,omitempty"`
+	MaxDuration            *Duration `toml:"max_duration" json:"max_duration,omitempty"`
+	KillSignal             *string   `toml:"kill_signal" json:"kill_signal,omitempty"`
+	KillGrace              *Duration `toml:"kill_grace" json:"kill_grace,omitempty"`
+}
+
+// Policy is an effective exec policy: every key has a value.
+type Policy struct {
+	Mode                   string   `json:"mode"`
+	Privileged             string   `json:"privileged"`
+	DenyExecIntoPrivileged bool     `json:"deny_exec_into_privileged"`
+	DenyRoot               bool     `json:"deny_root"`
+	User                   string   `json:"user"`
+	WorkingDir             string   `json:"working_dir"`
+	AllowTTY               bool     `json:"allow_tty"`
+	Env                    []string `json:"env"`
+	UnsetEnv               []string `json:"unset_env"`
+	AllowCommands          []string `json:"allow_commands"`
+	DenyCommands           []string `json:"deny_commands"`
+	MaxConcurrent          int      `json:"max_concurrent"`
+	MaxDuration            Duration `json:"max_duration"`
+	KillSignal             string   `json:"kill_signal"`
+	KillGrace              Duration `json:"kill_grace"`
+}
+
+// Policy modes and privileged treatments.
+const (
+	ModeEnforce = "enforce"
+	ModeAudit   = "audit"
+
+	PrivilegedDeny  = "deny"
+	PrivilegedClamp = "clamp"
+	PrivilegedAllow = "allow"
+)
+
+// DefaultPolicy is the policy of an empty [exec] table.
+func DefaultPolicy() Policy {
+	return Policy{
+		Mode:       ModeEnforce,
+		Privileged: PrivilegedDeny,
+		AllowTTY:   true,
+		KillSignal: "SIGTERM",
+		KillGrace:  Duration(10 * time.Second),
+	}
+}
+
+// Apply returns p with every field that f sets replaced by f's value.
+func (p Policy) Apply(f PolicyFields) Policy {
+	setStr(&p.Mode, f.Mode)
+	setStr(&p.Privileged, f.Privileged)
+	setBool(&p.DenyExecIntoPrivileged, f.DenyExecIntoPrivileged)
+	setBool(&p.DenyRoot, f.DenyRoot)
+	setStr(&p.User, f.User)
+	setStr(&p.WorkingDir, f.WorkingDir)
+	setBool(&p.AllowTTY, f.AllowTTY)
+	setList(&p.Env, f.Env)
+	setList(&p.UnsetEnv, f.UnsetEnv)
+	setList(&p.AllowCommands, f.AllowCommands)
+	setList(&p.DenyCommands, f.DenyCommands)
+	if f.MaxConcurrent != nil {
+		p.MaxConcurrent = *f.MaxConcurrent
+	}
+	if f.MaxDuration != nil {
+		p.MaxDuration = *f.MaxDuration
+	}
+	setStr(&p.KillSignal, f.KillSignal)
+	if f.KillGrace != nil {
+		p.KillGrace = *f.KillGrace
+	}
+	return p
+}
+
+func setStr(dst *string, v *string) {
+	if v != nil {
+		*dst = *v
+	}
+}
+
+func setBool(dst *bool, v *bool) {
+	if v != nil {
+		*dst = *v
+	}
+}
+
+func setList(dst *[]string, v *[]string) {
+	if v != nil {
+		*dst = append([]string(nil), (*v)...)
+	}
+}
+
+// Rule is one [[rules]] entry: a match and the policy keys it overrides.
+type Rule struct {
+	Name         string `toml:"name" json:"name"`
+	Match        Match  `toml:"match" json:"match"`
+	PolicyFields `json:"policy"`
+}
+
+// Match selects containers. Every list that is set must match; an empty
+// match selects every container.
+type Match struct {
+	Namespaces []string          `toml:"namespaces" json:"namespaces,omitempty"`
+	Pods       []string          `toml:"pods" json:"pods,omitempty"`
+	PodLabels  map[string]string `toml:"pod_labels" json:"pod_labels,omitempty"`
+	Containers []string          `toml:"containers" json:"containers,omitempty"`
+}
+
+// Annotations says what pod authors may choose through annotations.
+type Annotations struct {
+	// AllowOverrides lets the execguard.io/exec-policy annotation loosen
+	// the node policy and execguard.io/runtime name any runtime.
+	AllowOverrides bool `toml:"allow_overrides" json:"allow_overrides"`
+	// SelectableRuntimes may be named by execguard.io/runtime even when
+	// AllowOverrides is false.
+	SelectableRuntimes []string `toml:"selectable_runtimes" json:"selectable_runtimes,omitempty"`
+}
+
+// GC is the garbage collection schedule.
+type GC struct {
+	Interval      Duration `toml:"interval" json:"interval"`
+	ExecRetention Duration `toml:"exec_retention" json:"exec_retention"`
+	WrapperGrace  Duration `toml:"wrapper_grace" json:"wrapper_grace"`
+}
+
+// Audit configures the JSON-lines audit log.
+type Audit struct {
+	// Path of the log; "" disables it.
+	Path string `toml:"path" json:"path"`
+	// MaxSizeMB makes the writer rotate the file to Path+".1" past this
+	// size; 0 leaves rotation to an external tool (reopen on SIGHUP).
+	MaxSizeMB int `toml:"max_size_mb" json:"max_size_mb"`
+}
+
+// Metrics configures the Prometheus endpoint.
+type Metrics struct {
+	// Address to listen on; "" disables metrics.
+	Address string `toml:"address" json:"address"`
+}
+
+// Duration is a time.Duration written as a Go duration string ("10m").
+type Duration time.Duration
+
+// UnmarshalText parses a Go duration string.
+func (d *Duration) UnmarshalText(b []byte) error {
+	v, err := time.ParseDuration(string(b))
+	if err != nil {
+		return err
+	}
+	*d = Duration(v)
+	return nil
+}
+
+// MarshalText writes the duration as a Go duration string.
+func (d Duration) MarshalText() ([]byte, error) { return []byte(time.Duration(d).String()), nil }
+
+// Std returns d as a time.Duration.
+func (d Duration) Std() time.Duration { return time.Duration(d) }
+
+// Defaults.
+const (
+	DefaultStateDir      = "/var/lib/execguard"
+	DefaultRuntimeName   = "runc"
+	DefaultAuditPath     = "/var/log/execguard/exec.log"
+	DefaultGCInterval    = 5 * time.Minute
+	DefaultExecRetention = 10 * time.Minute
+	DefaultWrapperGrace  = 10 * time.Minute
+)

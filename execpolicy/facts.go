@@ -1,0 +1,144 @@
+package execpolicy
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/execguard/execguard/internal/safefile"
+)
+
+// Facts are what the plugin learns of a container from NRI and the entry
+// point cannot read from config.json: pod labels and annotations above all.
+type Facts struct {
+	ContainerID    string            `json:"container_id"`
+	Namespace      string            `json:"namespace"`
+	Pod            string            `json:"pod"`
+	PodUID         string            `json:"pod_uid,omitempty"`
+	PodID          string            `json:"pod_id,omitempty"`
+	Container      string            `json:"container"`
+	Labels         map[string]string `json:"labels,omitempty"`
+	Annotations    map[string]string `json:"annotations,omitempty"`
+	RuntimeHandler string            `json:"runtime_handler,omitempty"`
+	Runtime        string            `json:"runtime,omitempty"` // the execguard runtime chosen
+}
+
+// CRI annotations found in every CRI container's config.json; they give
+// the entry point namespace, pod and container name when no facts exist.
+const (
+	AnnotationSandboxNamespace = "io.kubernetes.cri.sandbox-namespace"
+	AnnotationSandboxName      = "io.kubernetes.cri.sandbox-name"
+	AnnotationSandboxID        = "io.kubernetes.cri.sandbox-id"
+	AnnotationSandboxUID       = "io.kubernetes.cri.sandbox-uid"
+	AnnotationContainerName    = "io.kubernetes.cri.container-name"
+)
+
+// FactsFromAnnotations returns the facts CRI writes into a container's
+// OCI annotations (no labels: CRI does not copy them there).
+func FactsFromAnnotations(cid string, ann map[string]string) Facts {
+	return Facts{
+		ContainerID: cid,
+		Namespace:   ann[AnnotationSandboxNamespace],
+		Pod:         ann[AnnotationSandboxName],
+		PodUID:      ann[AnnotationSandboxUID],
+		PodID:       ann[AnnotationSandboxID],
+		Container:   ann[AnnotationContainerName],
+	}
+}
+
+// FactStore keeps one facts file per container under <state_dir>/facts.
+type FactStore struct {
+	dir string
+}
+
+// FactDir returns the facts directory under a state dir.
+func FactDir(stateDir string) string { return filepath.Join(stateDir, "facts") }
+
+// OpenFacts returns the facts store, creating its directory 0700.
+func OpenFacts(stateDir string) (*FactStore, error) {
+	if err := safefile.MkdirPrivate(stateDir); err != nil {
+		return nil, err
+	}
+	d := FactDir(stateDir)
+	if err := safefile.MkdirPrivate(d); err != nil {
+		return nil, err
+	}
+	return &FactStore{dir: d}, nil
+}
+
+// OpenFactsExisting returns the store without creating anything.
+func OpenFactsExisting(stateDir string) *FactStore { return &FactStore{dir: FactDir(stateDir)} }
+
+func (s *FactStore) path(cid string) (string, error) {
+	if err := safefile.SafeName(cid); err != nil {
+		return "", fmt.Errorf("container id: %w", err)
+	}
+	return filepath.Join(s.dir, cid+".json"), nil
+}
+
+// Write records f atomically.
+func (s *FactStore) Write(f Facts) error {
+	p, err := s.path(f.ContainerID)
+	if err != nil {
+		return err
+	}
+	b, err := json.Marshal(f)
+	if err != nil {
+		return fmt.Errorf("facts %s: %w", f.ContainerID, err)
+	}
+	if err := safefile.WriteFile(p, b, 0o600); err != nil {
+		return fmt.Errorf("facts %s: %w", f.ContainerID, err)
+	}
+	return nil
+}
+
+// Read returns the facts of container cid; the error wraps os.ErrNotExist
+// when there are none.
+func (s *FactStore) Read(cid string) (Facts, error) {
+	p, err := s.path(cid)
+	if err != nil {
+		return Facts{}, err
+	}
+	b, err := safefile.ReadFile(p, 1<<20)
+	if err != nil {
+		return Facts{}, fmt.Errorf("facts %s: %w", cid, err)
+	}
+	var f Facts
+	if err := json.Unmarshal(b, &f); err != nil {
+		return Facts{}, fmt.Errorf("facts %s: %w", cid, err)
+	}
+	return f, nil
+}
+
+// Delete removes the facts of container cid; missing is not an error.
+func (s *FactStore) Delete(cid string) error {
+	p, err := s.path(cid)
+	if err != nil {
+		return err
+	}
+	if err := os.Remove(p); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("facts %s: %w", cid, err)
+	}
+	return nil
+}
+
+// List returns the container ids that have facts.
+func (s *FactStore) List() ([]string, error) {
+	ents, err := os.ReadDir(s.dir)
+	if err != nil {
+		if errors.Is(err, os.ErrNotExist) {
+			return nil, nil
+		}
+		return nil, fmt.Errorf("list facts: %w", err)
+	}
+	var ids []string
+	for _, e := range ents {
+		if id, ok := strings.CutSuffix(e.Name(), ".json"); ok && !safefile.IsTemp(e.Name()) {
+			ids = append(ids, id)
+		}
+	}
+	return ids, nil
+}

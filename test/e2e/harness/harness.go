@@ -1,0 +1,485 @@
+//go:build e2e
+
+// Package harness runs a private containerd (CRI, NRI, runc shim) for
+// end-to-end tests. It needs root and the binaries and images that
+// test/e2e/setup.sh puts in the cache.
+package harness
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"sort"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// Options configure a containerd instance.
+type Options struct {
+	// Runtimes are CRI runtime handlers besides the baseline "runc":
+	// handler name → BinaryName run by the runc shim.
+	Runtimes map[string]string
+	// Env is added to containerd's environment (KEY=VALUE); the shims, and so
+	// the runtime binaries, inherit it.
+	Env []string
+}
+
+// Env is a running containerd instance owned by one test.
+type Env struct {
+	Paths
+	// Bin is the directory holding containerd, ctr and crictl.
+	Bin string
+
+	t       testing.TB
+	opts    Options
+	crictlY string
+	lock    *os.File
+
+	mu   sync.Mutex
+	cmd  *exec.Cmd
+	done chan struct{} // closed when cmd has exited
+	pods map[string]string
+}
+
+var (
+	setupOnce sync.Once
+	setupErr  error
+)
+
+// CacheDir is where setup.sh keeps binaries and images.
+func CacheDir() string {
+	if d := os.Getenv("EXECGUARD_CACHE"); d != "" {
+		return d
+	}
+	return "/var/cache/execguard"
+}
+
+// Setup runs test/e2e/setup.sh once per test binary.
+func Setup() error {
+	setupOnce.Do(func() {
+		_, file, _, _ := runtime.Caller(0)
+		script := filepath.Join(filepath.Dir(file), "..", "setup.sh")
+		out, err := exec.Command("bash", script).CombinedOutput()
+		if err != nil {
+			setupErr = fmt.Errorf("%s: %w\n%s", script, err, out)
+		}
+	})
+	return setupErr
+}
+
+// Start runs setup, starts containerd with opts and imports the test
+// images. Everything it started is stopped and removed at t's cleanup.
+func Start(t testing.TB, opts Options) *Env {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Fatal("e2e tests need root")
+	}
+	if err := Setup(); err != nil {
+		t.Fatal(err)
+	}
+	runc, err := exec.LookPath("runc")
+	if err != nil {
+		t.Fatalf("find runc: %v", err)
+	}
+	runtimes := map[string]string{"runc": runc}
+	for name, bin := range opts.Runtimes {
+		runtimes[name] = bin
+	}
+
+	lock, err := lockInstance()
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir, err := os.MkdirTemp("/tmp", "eg")
+	if err != nil {
+		lock.Close()
+		t.Fatalf("make instance dir: %v", err)
+	}
+	e := &Env{
+		Paths:   NewPaths(dir),
+		Bin:     filepath.Join(CacheDir(), "bin"),
+		t:       t,
+		opts:    opts,
+		crictlY: filepath.Join(dir, "crictl.yaml"),
+		lock:    lock,
+		pods:    map[string]string{},
+	}
+	t.Cleanup(e.cleanup)
+
+	for _, d := range []string{e.NRIPlugin, e.NRIConf, e.CNIConf, e.PodLogs} {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			t.Fatalf("make %s: %v", d, err)
+		}
+	}
+	if err := os.WriteFile(e.Config, []byte(Config(e.Paths, runtimes)), 0o644); err != nil {
+		t.Fatalf("write containerd config: %v", err)
+	}
+	crictlConf := fmt.Sprintf("runtime-endpoint: unix://%s\nimage-endpoint: unix://%s\ntimeout: 30\n", e.Socket, e.Socket)
+	if err := os.WriteFile(e.crictlY, []byte(crictlConf), 0o644); err != nil {
+		t.Fatalf("write crictl config: %v", err)
+	}
+	if err := e.startContainerd(); err != nil {
+		t.Fatal(err)
+	}
+	img := filepath.Join(CacheDir(), "images", "e2e.tar")
+	if _, stderr, err := e.Ctr("images", "import", "--snapshotter", "overlayfs", img); err != nil {
+		t.Fatalf("import %s: %v: %s", img, err, stderr)
+	}
+	return e
+}
+
+// lockInstance takes a machine-wide lock so that only one test containerd
+// runs at a time, even across test binaries run in parallel by go test.
+func lockInstance() (*os.File, error) {
+	f, err := os.OpenFile("/tmp/execguard-e2e.lock", os.O_CREATE|os.O_RDWR, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("open e2e lock: %w", err)
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("take e2e lock: %w", err)
+	}
+	return f, nil
+}
+
+func (e *Env) startContainerd() error {
+	logf, err := os.OpenFile(e.Log, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		return fmt.Errorf("open containerd log: %w", err)
+	}
+	defer logf.Close()
+	cmd := exec.Command(filepath.Join(e.Bin, "containerd"), "--config", e.Config, "--log-level", "debug")
+	cmd.Stdout, cmd.Stderr = logf, logf
+	// The shim is found through PATH.
+	cmd.Env = append(os.Environ(), "PATH="+e.Bin+":"+os.Getenv("PATH"))
+	cmd.Env = append(cmd.Env, e.opts.Env...)
+	// Die with the test binary (e.g. on a test timeout, when no cleanup runs).
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	if err := cmd.Start(); err != nil {
+		return fmt.Errorf("start containerd: %w", err)
+	}
+	done := make(chan struct{})
+	go func() { cmd.Wait(); close(done) }()
+	e.mu.Lock()
+	e.cmd, e.done = cmd, done
+	e.mu.Unlock()
+
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		select {
+		case <-done:
+			return fmt.Errorf("containerd exited at start: %v\n%s", cmd.ProcessState, e.logTail(40))
+		default:
+		}
+		// CRI is the last to come up; wait for it rather than for the socket.
+		if _, _, err := e.Crictl("info"); err == nil {
+			return nil
+		} else if time.Now().After(deadline) {
+			return fmt.Errorf("containerd not ready after 30s: %v\n%s", err, e.logTail(40))
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// stopContainerd ends containerd (SIGTERM, then SIGKILL after 10s) and
+// leaves the shims and their containers running.
+func (e *Env) stopContainerd() {
+	e.mu.Lock()
+	cmd, done := e.cmd, e.done
+	e.cmd = nil
+	e.mu.Unlock()
+	if cmd == nil {
+		return
+	}
+	cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		cmd.Process.Kill()
+		<-done
+	}
+}
+
+// RestartContainerd stops containerd and starts it again with the same
+// config and state; running shims and containers survive.
+func (e *Env) RestartContainerd() {
+	e.t.Helper()
+	e.stopContainerd()
+	if err := e.startContainerd(); err != nil {
+		e.t.Fatalf("restart containerd: %v", err)
+	}
+}
+
+func run(name string, args ...string) (string, string, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	var stdout, stderr bytes.Buffer
+	cmd := exec.CommandContext(ctx, name, args...)
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	err := cmd.Run()
+	if err != nil {
+		err = fmt.Errorf("%s %s: %w", filepath.Base(name), strings.Join(args, " "), err)
+	}
+	return stdout.String(), stderr.String(), err
+}
+
+// Crictl runs crictl against this containerd.
+func (e *Env) Crictl(args ...string) (stdout, stderr string, err error) {
+	return run(filepath.Join(e.Bin, "crictl"), append([]string{"--config", e.crictlY}, args...)...)
+}
+
+// Ctr runs ctr against this containerd, in namespace k8s.io unless args
+// start with another -n.
+func (e *Env) Ctr(args ...string) (stdout, stderr string, err error) {
+	base := []string{"-a", e.Socket}
+	if len(args) == 0 || (args[0] != "-n" && args[0] != "--namespace") {
+		base = append(base, "-n", "k8s.io")
+	}
+	return run(filepath.Join(e.Bin, "ctr"), append(base, args...)...)
+}
+
+// PodConfig returns a CRI pod sandbox config (crictl JSON) for a
+// host-network pod; tests may change it before RunPodConfig.
+func (e *Env) PodConfig(name string, labels map[string]string) map[string]any {
+	return map[string]any{
+		"metadata":      map[string]any{"name": name, "namespace": "default", "uid": name + "-uid", "attempt": 0},
+		"labels":        labels,
+		"log_directory": filepath.Join(e.PodLogs, name),
+		"linux": map[string]any{
+			"security_context": map[string]any{
+				"namespace_options": map[string]any{"network": 2}, // NODE: no CNI needed
+			},
+		},
+	}
+}
+
+// RunPod runs a host-network pod with the given runtime handler ("" for the
+// default, runc) and returns its id.
+func (e *Env) RunPod(name string, labels map[string]string, handler string) string {
+	e.t.Helper()
+	return e.RunPodConfig(e.PodConfig(name, labels), handler)
+}
+
+// RunPodConfig runs a pod from a CRI pod config and returns its id.
+func (e *Env) RunPodConfig(config map[string]any, handler string) string {
+	e.t.Helper()
+	file, err := e.writeJSON("pod", config)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	args := []string{"runp"}
+	if handler != "" {
+		args = append(args, "--runtime", handler)
+	}
+	stdout, stderr, err := e.Crictl(append(args, file)...)
+	if err != nil {
+		e.t.Fatalf("run pod: %v: %s", err, stderr)
+	}
+	id := strings.TrimSpace(stdout)
+	e.mu.Lock()
+	e.pods[id] = file
+	e.mu.Unlock()
+	return id
+}
+
+// ContainerConfig returns a CRI container config (crictl JSON) running cmd
+// in the test image; tests may change it before CreateContainerConfig.
+func ContainerConfig(name string, cmd []string) map[string]any {
+	return map[string]any{
+		"metadata": map[string]any{"name": name},
+		"image":    map[string]any{"image": Image},
+		"command":  cmd,
+		"log_path": name + ".log",
+		"linux":    map[string]any{},
+	}
+}
+
+// CreateContainer creates (but does not start) a container running cmd in
+// pod and returns its id.
+func (e *Env) CreateContainer(pod, name string, cmd []string) string {
+	e.t.Helper()
+	return e.CreateContainerConfig(pod, ContainerConfig(name, cmd))
+}
+
+// CreateContainerConfig creates a container from a CRI container config in
+// pod (an id returned by RunPod) and returns its id.
+func (e *Env) CreateContainerConfig(pod string, config map[string]any) string {
+	e.t.Helper()
+	e.mu.Lock()
+	podFile := e.pods[pod]
+	e.mu.Unlock()
+	if podFile == "" {
+		e.t.Fatalf("create container: pod %s was not started by this harness", pod)
+	}
+	file, err := e.writeJSON("ctr", config)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	stdout, stderr, err := e.Crictl("create", pod, file, podFile)
+	if err != nil {
+		e.t.Fatalf("create container: %v: %s", err, stderr)
+	}
+	return strings.TrimSpace(stdout)
+}
+
+func (e *Env) writeJSON(prefix string, v any) (string, error) {
+	data, err := json.Marshal(v)
+	if err != nil {
+		return "", fmt.Errorf("marshal %s config: %w", prefix, err)
+	}
+	f, err := os.CreateTemp(e.Dir, prefix+"-*.json")
+	if err != nil {
+		return "", fmt.Errorf("write %s config: %w", prefix, err)
+	}
+	defer f.Close()
+	if _, err := f.Write(data); err != nil {
+		return "", fmt.Errorf("write %s config: %w", prefix, err)
+	}
+	return f.Name(), nil
+}
+
+// logTail returns the last n lines of the containerd log.
+func (e *Env) logTail(n int) string {
+	data, err := os.ReadFile(e.Log)
+	if err != nil {
+		return fmt.Sprintf("(no containerd log: %v)", err)
+	}
+	lines := strings.Split(strings.TrimRight(string(data), "\n"), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n")
+}
+
+// cleanup removes the pods, stops containerd, then ends whatever is left
+// of this instance: containers under its runc root, shims serving its
+// socket, mounts under its directory.
+func (e *Env) cleanup() {
+	t := e.t
+	defer e.lock.Close()
+	if t.Failed() {
+		t.Logf("containerd log (last 60 lines of %s):\n%s", e.Log, e.logTail(60))
+	}
+	e.mu.Lock()
+	running := e.cmd != nil
+	e.mu.Unlock()
+	if running {
+		if _, stderr, err := e.Crictl("rmp", "--force", "--all"); err != nil {
+			t.Logf("cleanup: %v: %s", err, stderr)
+		}
+	}
+	e.stopContainerd()
+
+	var errs []error
+	errs = append(errs, e.deleteContainers())
+	errs = append(errs, e.killShims())
+	errs = append(errs, unmountUnder(e.Dir))
+	if err := errors.Join(errs...); err != nil {
+		t.Errorf("cleanup: %v (left %s in place)", err, e.Dir)
+		return
+	}
+	if err := os.RemoveAll(e.Dir); err != nil {
+		t.Errorf("cleanup: %v", err)
+	}
+}
+
+// deleteContainers force-deletes every container left under the runc root.
+func (e *Env) deleteContainers() error {
+	nss, err := os.ReadDir(e.RuncRoot)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	} else if err != nil {
+		return fmt.Errorf("list runc namespaces: %w", err)
+	}
+	var errs []error
+	for _, ns := range nss {
+		root := filepath.Join(e.RuncRoot, ns.Name())
+		stdout, stderr, err := run("runc", "--root", root, "list", "-q")
+		if err != nil {
+			errs = append(errs, fmt.Errorf("%w: %s", err, stderr))
+			continue
+		}
+		for _, id := range strings.Fields(stdout) {
+			if _, stderr, err := run("runc", "--root", root, "delete", "--force", id); err != nil {
+				errs = append(errs, fmt.Errorf("%w: %s", err, stderr))
+			}
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// killShims kills the shims that serve this instance's socket.
+func (e *Env) killShims() error {
+	procs, err := filepath.Glob("/proc/[0-9]*/cmdline")
+	if err != nil {
+		return err
+	}
+	var errs []error
+	for _, p := range procs {
+		data, err := os.ReadFile(p)
+		if err != nil {
+			continue // gone
+		}
+		args := strings.Split(string(data), "\x00")
+		if !strings.Contains(args[0], "containerd-shim") || !hasArgPair(args, "-address", e.Socket) {
+			continue
+		}
+		var pid int
+		fmt.Sscanf(filepath.Base(filepath.Dir(p)), "%d", &pid)
+		if err := syscall.Kill(pid, syscall.SIGKILL); err != nil && !errors.Is(err, syscall.ESRCH) {
+			errs = append(errs, fmt.Errorf("kill shim %d: %w", pid, err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func hasArgPair(args []string, flag, value string) bool {
+	for i := 0; i+1 < len(args); i++ {
+		if args[i] == flag && args[i+1] == value {
+			return true
+		}
+	}
+	return false
+}
+
+// unmountUnder lazily unmounts every mount point under dir, deepest first.
+func unmountUnder(dir string) error {
+	f, err := os.Open("/proc/self/mountinfo")
+	if err != nil {
+		return fmt.Errorf("read mountinfo: %w", err)
+	}
+	defer f.Close()
+	var points []string
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		fields := strings.Fields(sc.Text())
+		if len(fields) < 5 {
+			continue
+		}
+		mp := fields[4] // octal-escaped, but our paths need no escapes
+		if strings.HasPrefix(mp, dir+"/") {
+			points = append(points, mp)
+		}
+	}
+	if err := sc.Err(); err != nil {
+		return fmt.Errorf("read mountinfo: %w", err)
+	}
+	sort.Sort(sort.Reverse(sort.StringSlice(points)))
+	var errs []error
+	for _, mp := range points {
+		if err := syscall.Unmount(mp, syscall.MNT_DETACH); err != nil && !errors.Is(err, syscall.EINVAL) {
+			errs = append(errs, fmt.Errorf("unmount %s: %w", mp, err))
+		}
+	}
+	return errors.Join(errs...)
+}
