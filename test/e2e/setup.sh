@@ -25,14 +25,15 @@ missing=()
 for p in runc busybox-static; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'ok installed' || missing+=("$p")
 done
+apt_install() { DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null; }
 if ((${#missing[@]})); then
-	# Update the lists only if apt cannot find a candidate for the packages.
-	if ! apt-cache show "${missing[@]}" >/dev/null 2>&1; then
+	log "apt-get install ${missing[*]}"
+	# Update the package lists only when they are missing or stale.
+	if ! apt-cache show "${missing[@]}" >/dev/null 2>&1 || ! apt_install; then
 		log "apt-get update"
 		apt-get update -qq
+		apt_install
 	fi
-	log "apt-get install ${missing[*]}"
-	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
 
 # Go-built binaries, each skipped when already in the cache. `go install

@@ -160,6 +160,7 @@ func (e *Env) startContainerd() error {
 	defer logf.Close()
 	cmd := exec.Command(filepath.Join(e.Bin, "containerd"), "--config", e.Config, "--log-level", "debug")
 	cmd.Stdout, cmd.Stderr = logf, logf
+	cmd.Dir = e.Dir
 	// The shim is found through PATH.
 	cmd.Env = append(os.Environ(), "PATH="+e.Bin+":"+os.Getenv("PATH"))
 	cmd.Env = append(cmd.Env, e.opts.Env...)
@@ -188,6 +189,21 @@ func (e *Env) startContainerd() error {
 			return fmt.Errorf("containerd not ready after 30s: %v\n%s", err, e.logTail(40))
 		}
 		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// running tells whether containerd is up.
+func (e *Env) running() bool {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.cmd == nil {
+		return false
+	}
+	select {
+	case <-e.done:
+		return false
+	default:
+		return true
 	}
 }
 
@@ -370,10 +386,7 @@ func (e *Env) cleanup() {
 	if t.Failed() {
 		t.Logf("containerd log (last 60 lines of %s):\n%s", e.Log, e.logTail(60))
 	}
-	e.mu.Lock()
-	running := e.cmd != nil
-	e.mu.Unlock()
-	if running {
+	if e.running() {
 		if _, stderr, err := e.Crictl("rmp", "--force", "--all"); err != nil {
 			t.Logf("cleanup: %v: %s", err, stderr)
 		}
@@ -384,6 +397,13 @@ func (e *Env) cleanup() {
 	errs = append(errs, e.deleteContainers())
 	errs = append(errs, e.killShims())
 	errs = append(errs, unmountUnder(e.Dir))
+	// containerd's default cgroup parent (no cgroup_parent in the pods);
+	// rmdir removes it only when empty.
+	if dirs, _ := filepath.Glob("/sys/fs/cgroup/*/k8s.io"); dirs != nil {
+		for _, d := range dirs {
+			syscall.Rmdir(d)
+		}
+	}
 	if err := errors.Join(errs...); err != nil {
 		t.Errorf("cleanup: %v (left %s in place)", err, e.Dir)
 		return
