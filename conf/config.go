@@ -204,7 +204,6 @@ func (d Duration) Std() time.Duration { return time.Duration(d) }
 const (
 	DefaultStateDir      = "/var/lib/execguard"
 	DefaultRuntimeName   = "runc"
-	DefaultAuditPath     = "/var/log/execguard/exec.log"
 	DefaultGCInterval    = 5 * time.Minute
 	DefaultExecRetention = 10 * time.Minute
 	DefaultWrapperGrace  = 10 * time.Minute
