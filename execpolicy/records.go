@@ -63,6 +63,11 @@ type Record struct {
 	KilledBy string `json:"killed_by,omitempty"`
 	// MarkedAt is set by the first GC pass; the next pass removes it.
 	MarkedAt time.Time `json:"marked_at,omitzero"`
+	// LoggedDecision and LoggedExit are set by the plugin once it has
+	// counted the decision (or the exit) in its metrics and written it to
+	// the audit log, so that a restart neither repeats nor skips a line.
+	LoggedDecision bool `json:"logged_decision,omitempty"`
+	LoggedExit     bool `json:"logged_exit,omitempty"`
 }
 
 // Finished reports whether the exec is over (refused or exited).
