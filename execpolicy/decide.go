@@ -88,8 +88,9 @@ func Decide(snap *conf.Snapshot, c *Container, proc *specs.Process) Decision {
 	if c != nil {
 		facts, spec, running = c.Facts, c.Spec, c.RunningExecs
 	}
-	e := effective(snap, &facts)
-	d := Decision{
+	x := decider{e: effective(snap, &facts), req: proc}
+	e, d := &x.e, &x.d
+	*d = Decision{
 		Verdict:      VerdictAllow,
 		Allowed:      true,
 		Audit:        e.Mode == conf.ModeAudit,
@@ -98,7 +99,6 @@ func Decide(snap *conf.Snapshot, c *Container, proc *specs.Process) Decision {
 		PolicyDigest: snap.Digest,
 		Warnings:     e.trace.Warnings,
 	}
-	x := decider{e: &e, d: &d, req: proc}
 	if proc == nil {
 		x.refuse("", "process", "exec", ": no process given", "this is a bug in the caller")
 		return x.finish()
@@ -120,8 +120,8 @@ func Decide(snap *conf.Snapshot, c *Container, proc *specs.Process) Decision {
 
 // decider holds one decision in progress.
 type decider struct {
-	e   *eff
-	d   *Decision
+	e   eff
+	d   Decision
 	req *specs.Process
 	ctr *specs.Process // the container's own process
 	out *specs.Process // the adjusted copy, nil until the first change
@@ -184,7 +184,7 @@ func hint(rule, key, assign string) string {
 func (x *decider) src(k int) string { return x.e.trace.SetBy[k] }
 
 func (x *decider) checks(container string, running int) {
-	e, req := x.e, x.req
+	e, req := &x.e, x.req
 	if len(req.Args) == 0 {
 		x.refuse("", "args", "exec with no command", "", "give the command to run")
 	}
@@ -210,7 +210,7 @@ func (x *decider) checks(container string, running int) {
 }
 
 func (x *decider) checkCommand(cmd string) {
-	e := x.e
+	e := &x.e
 	what := fmt.Sprintf("exec of %q", cmd)
 	if i := matchGlob(e.DenyCommands, cmd); i >= 0 {
 		r := e.denySrc
@@ -231,17 +231,16 @@ func (x *decider) checkCommand(cmd string) {
 	}
 }
 
-// checkUser works out the exec's user (an unset user is the container's, a
-// forced user replaces it) and refuses root under deny_root.
+// checkUser works out the exec's user (a forced user replaces the
+// requested one) and refuses root under deny_root.
+//
+// The requested uid is taken as it is, 0 included: containerd's clients
+// (CRI, ctr) always fill the exec's user from the container's own unless
+// the caller asked for another, so a uid 0 here is a request for root
+// (e.g. ctr task exec --user 0), never an unset field.
 func (x *decider) checkUser() {
-	e, req, ctr := x.e, x.req, x.ctr
+	e, req, ctr := &x.e, x.req, x.ctr
 	u := req.User
-	// OCI has no "no user": a process with uid 0, gid 0 and no groups is
-	// the zero value, taken as unset like Docker's empty --user.
-	if zeroUser(u) && !zeroUser(ctr.User) {
-		u = ctr.User
-		u.AdditionalGids = slices.Clone(ctr.User.AdditionalGids)
-	}
 	if e.User != "" {
 		uid, gid, hasGID, err := parseUser(e.User)
 		if err != nil {
@@ -262,8 +261,6 @@ func (x *decider) checkUser() {
 		x.refuse(r, "deny_root", "exec as root (uid 0)", "", hint(r, "deny_root", "deny_root = false")+" or exec as another user")
 	}
 }
-
-func zeroUser(u specs.User) bool { return u.UID == 0 && u.GID == 0 && len(u.AdditionalGids) == 0 }
 
 // keepGids returns the groups of gids that the container's user has too.
 func keepGids(gids []uint32, ctr *specs.User) []uint32 {
@@ -311,35 +308,52 @@ func (x *decider) privilege() privilege {
 }
 
 // describe lists what p adds to the container's privileges, e.g.
-// `CAP_SYS_ADMIN (bounding, effective), no_new_privileges off`.
+// `capabilities the container lacks: CAP_SYS_ADMIN (bounding, effective),
+// noNewPrivileges turned off`.
 func (p *privilege) describe(x *decider) string {
-	var parts []string
-	var order []string
-	sets := map[string][]string{}
-	for i, l := range p.caps {
-		for _, c := range l {
-			if _, ok := sets[c]; !ok {
-				order = append(order, c)
-			}
-			sets[c] = append(sets[c], capSetNames[i])
+	var b strings.Builder
+	sep := func() {
+		if b.Len() > 0 {
+			b.WriteString(", ")
 		}
 	}
-	for _, c := range order {
-		parts = append(parts, fmt.Sprintf("%s (%s)", c, strings.Join(sets[c], ", ")))
-	}
-	if len(order) > 0 {
-		parts[0] = "capabilities the container lacks: " + parts[0]
+	// Each capability once, with the sets it is extra in.
+	var seen []string
+	for i, l := range p.caps {
+		for _, c := range l {
+			if slices.Contains(seen, c) {
+				continue
+			}
+			seen = append(seen, c)
+			sep()
+			if len(seen) == 1 {
+				b.WriteString("capabilities the container lacks: ")
+			}
+			b.WriteString(c)
+			b.WriteString(" (")
+			b.WriteString(capSetNames[i])
+			for j := i + 1; j < len(p.caps); j++ {
+				if slices.Contains(p.caps[j], c) {
+					b.WriteString(", ")
+					b.WriteString(capSetNames[j])
+				}
+			}
+			b.WriteString(")")
+		}
 	}
 	if p.nnp {
-		parts = append(parts, "noNewPrivileges turned off")
+		sep()
+		b.WriteString("noNewPrivileges turned off")
 	}
 	if p.apparmor {
-		parts = append(parts, fmt.Sprintf("AppArmor profile %q instead of the container's %q", x.req.ApparmorProfile, x.ctr.ApparmorProfile))
+		sep()
+		fmt.Fprintf(&b, "AppArmor profile %q instead of the container's %q", x.req.ApparmorProfile, x.ctr.ApparmorProfile)
 	}
 	if p.selinux {
-		parts = append(parts, fmt.Sprintf("SELinux label %q instead of the container's %q", x.req.SelinuxLabel, x.ctr.SelinuxLabel))
+		sep()
+		fmt.Fprintf(&b, "SELinux label %q instead of the container's %q", x.req.SelinuxLabel, x.ctr.SelinuxLabel)
 	}
-	return strings.Join(parts, ", ")
+	return b.String()
 }
 
 // checkPrivileged refuses a privileged exec under privileged = "deny" (and
@@ -360,7 +374,7 @@ func (x *decider) checkPrivileged() {
 
 // adjust makes the adjusted copy of the process when anything changes.
 func (x *decider) adjust() {
-	e, req := x.e, x.req
+	e, req := &x.e, x.req
 	if x.refused && !x.d.Audit {
 		return
 	}
@@ -482,7 +496,7 @@ func countEnv(env []string, name string) int {
 
 // finish settles verdict, Allowed and Process.
 func (x *decider) finish() Decision {
-	d := x.d
+	d := &x.d
 	switch {
 	case x.refused:
 		d.Verdict = VerdictRefuse
