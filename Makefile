@@ -47,12 +47,21 @@ bench-e2e: build
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem ./...
 
+# Installs under $(DESTDIR): both binaries in $(PREFIX)/bin; the link
+# execguard-runtime.crun (a containerd handler naming it runs the runtime
+# "crun"); the pre-registered NRI plugin /opt/nri/plugins/10-execguard (a
+# link, so that upgrading the binary upgrades the plugin); its config
+# /etc/nri/conf.d/10-execguard.conf unless one exists; the root-only state
+# dir. containerd's drop-in (conf/deploy/containerd-execguard.toml) is left
+# to the operator: it switches every CRI container to execguard-runtime.
 install: build
 	install -D -m 0755 $(BIN)/nri-execguard $(DESTDIR)$(PREFIX)/bin/nri-execguard
 	install -D -m 0755 $(BIN)/execguard-runtime $(DESTDIR)$(PREFIX)/bin/execguard-runtime
+	ln -sfn execguard-runtime $(DESTDIR)$(PREFIX)/bin/execguard-runtime.crun
 	install -d -m 0755 $(DESTDIR)/opt/nri/plugins $(DESTDIR)/etc/nri/conf.d
-	ln -sf $(PREFIX)/bin/nri-execguard $(DESTDIR)/opt/nri/plugins/10-execguard
+	ln -sfn $(PREFIX)/bin/nri-execguard $(DESTDIR)/opt/nri/plugins/10-execguard
 	test -e $(DESTDIR)/etc/nri/conf.d/10-execguard.conf || install -m 0644 conf/deploy/config.toml $(DESTDIR)/etc/nri/conf.d/10-execguard.conf
+	install -d -m 0700 $(DESTDIR)/var/lib/execguard
 
 clean:
 	rm -rf $(BIN)

@@ -58,7 +58,10 @@ func Publish(stateDir string, s *Snapshot) error {
 	if err := safefile.WriteFile(filepath.Join(stateDir, currentFile), []byte(s.Digest+"\n"), 0o600); err != nil {
 		return fmt.Errorf("publish: %w", err)
 	}
-	return pruneSnapshots(dir, s.Digest)
+	// Pruning is housekeeping: the switch above already happened, so a
+	// failure here must not make the caller think publishing failed.
+	_ = pruneSnapshots(dir, s.Digest)
+	return nil
 }
 
 // pruneSnapshots keeps the newest keepSnapshots snapshots and the current.

@@ -1,0 +1,221 @@
+// Package gc collects what execguard's state dir no longer needs: wrappers
+// that neither the current snapshot nor any pin names, pins of containers
+// that are gone, and facts of containers NRI no longer reports.
+//
+// Wrappers are collected in two passes, like Docker's mark-then-sweep: a
+// wrapper first found unreferenced is marked with the time; it is removed on
+// a later pass only if it stayed unreferenced for the snapshot's
+// [gc] wrapper_grace. The grace covers a container that resolved its runtime
+// from a snapshot just replaced and has not written its pin yet.
+package gc
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/sirupsen/logrus"
+
+	"github.com/execguard/execguard/conf"
+	"github.com/execguard/execguard/execpolicy"
+	"github.com/execguard/execguard/internal/safefile"
+	"github.com/execguard/execguard/plugin/metrics"
+	"github.com/execguard/execguard/wrappers"
+)
+
+// Inventory tells which pod sandboxes and containers exist according to NRI.
+type Inventory interface {
+	// Known returns their ids, and whether the set is authoritative (the
+	// plugin is connected and synchronized). Facts are collected only
+	// when it is.
+	Known() (ids map[string]bool, authoritative bool)
+}
+
+// Collector runs collection passes. Run must not be called concurrently.
+type Collector struct {
+	// Snapshot returns the current snapshot (nil: nothing is collected).
+	Snapshot func() *conf.Snapshot
+	// Inventory is NRI's view of live containers.
+	Inventory Inventory
+	// Now is the clock; tests use a fake one.
+	Now func() time.Time
+	// Lock, when set, is held for the whole pass. The plugin passes its
+	// reload lock so that a snapshot cannot become current while a pass
+	// is deciding that its wrappers are unreferenced.
+	Lock sync.Locker
+	Log  *logrus.Entry
+
+	marked map[string]time.Time // wrapper name -> first seen unreferenced
+}
+
+// Result is what one pass removed.
+type Result struct {
+	Wrappers []string
+	Pins     []string
+	Facts    []string
+	// Marked are the wrappers unreferenced but still within their grace.
+	Marked []string
+}
+
+// Run does one pass. Errors are collected; a failure on one object does not
+// stop the others.
+func (c *Collector) Run() (Result, error) {
+	if c.Lock != nil {
+		c.Lock.Lock()
+		defer c.Lock.Unlock()
+	}
+	var res Result
+	s := c.Snapshot()
+	if s == nil {
+		return res, nil
+	}
+	if c.marked == nil {
+		c.marked = map[string]time.Time{}
+	}
+	log := c.Log
+	if log == nil {
+		log = logrus.NewEntry(logrus.StandardLogger())
+	}
+	stateDir := s.Config.StateDir
+	now := c.Now()
+	grace := s.Config.GC.WrapperGrace.Std()
+	var errs []error
+
+	// List before asking the inventory: a container added after the
+	// inventory was read cannot have files in these listings.
+	factStore := execpolicy.OpenFactsExisting(stateDir)
+	factIDs, err := factStore.List()
+	if err != nil {
+		errs = append(errs, err)
+	}
+	pinStore := wrappers.OpenPinsExisting(stateDir)
+	pins, pinErr := pinStore.List()
+	if pinErr != nil {
+		// A damaged pin still names a wrapper we cannot read: keep
+		// every wrapper this pass rather than guess.
+		errs = append(errs, pinErr)
+	}
+	known, synced := c.Inventory.Known()
+
+	referenced := s.Wrappers()
+	for _, p := range pins {
+		if !known[p.ContainerID] && pinGone(p, synced, now, grace) {
+			if err := pinStore.Delete(p.ContainerID); err != nil {
+				errs = append(errs, err)
+				referenced[p.Wrapper] = true
+				continue
+			}
+			log.WithFields(logrus.Fields{"container": p.ContainerID, "wrapper": p.Wrapper}).Info("gc: removed the pin of a container that is gone")
+			res.Pins = append(res.Pins, p.ContainerID)
+			continue
+		}
+		referenced[p.Wrapper] = true
+	}
+
+	store := wrappers.OpenExisting(stateDir)
+	infos, err := store.List()
+	if err != nil {
+		errs = append(errs, err)
+	}
+	onDisk := map[string]bool{}
+	left := 0
+	for _, w := range infos {
+		onDisk[w.Name] = true
+		if referenced[w.Name] {
+			delete(c.marked, w.Name)
+			left++
+			continue
+		}
+		since, ok := c.marked[w.Name]
+		if !ok {
+			c.marked[w.Name] = now
+			since = now
+		}
+		if pinErr != nil || now.Sub(since) < grace {
+			res.Marked = append(res.Marked, w.Name)
+			left++
+			continue
+		}
+		if err := os.Remove(store.Path(w.Name)); err != nil && !errors.Is(err, os.ErrNotExist) {
+			errs = append(errs, fmt.Errorf("gc: wrapper %s: %w", w.Name, err))
+			left++
+			continue
+		}
+		delete(c.marked, w.Name)
+		log.WithFields(logrus.Fields{"wrapper": w.Name, "runtime": w.Runtime, "unreferenced_since": since}).Info("gc: removed an unreferenced wrapper")
+		res.Wrappers = append(res.Wrappers, w.Name)
+	}
+	for name := range c.marked {
+		if !onDisk[name] {
+			delete(c.marked, name)
+		}
+	}
+	errs = append(errs, removeStaleTemps(wrappers.Dir(stateDir)))
+
+	if synced {
+		for _, id := range factIDs {
+			if known[id] {
+				continue
+			}
+			if err := factStore.Delete(id); err != nil {
+				errs = append(errs, err)
+				continue
+			}
+			log.WithField("container", id).Debug("gc: removed the facts of a container NRI no longer reports")
+			res.Facts = append(res.Facts, id)
+		}
+	}
+
+	sort.Strings(res.Marked)
+	metrics.Wrappers.Set(float64(left))
+	metrics.GCRemovals.WithLabelValues("wrapper").Add(float64(len(res.Wrappers)))
+	metrics.GCRemovals.WithLabelValues("pin").Add(float64(len(res.Pins)))
+	metrics.GCRemovals.WithLabelValues("facts").Add(float64(len(res.Facts)))
+	return res, errors.Join(errs...)
+}
+
+// pinGone reports whether the container of a pin that NRI does not know is
+// gone: its bundle no longer exists (the shim removes it after delete). A pin
+// without a bundle is judged by NRI alone, and only once it is older than
+// the grace period, so that a container being created is never mistaken.
+func pinGone(p wrappers.Pin, synced bool, now time.Time, grace time.Duration) bool {
+	if p.Bundle == "" {
+		return synced && now.Sub(p.Created) >= grace
+	}
+	_, err := os.Lstat(p.Bundle)
+	return errors.Is(err, os.ErrNotExist)
+}
+
+// staleTempAge is how old a temporary file must be before no writer can
+// still be working on it.
+const staleTempAge = time.Minute
+
+// removeStaleTemps removes temporary files left in dir by interrupted
+// atomic writes.
+func removeStaleTemps(dir string) error {
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		if errors.Is(err, os.ErrNotExist) {
+			return nil
+		}
+		return fmt.Errorf("gc: %w", err)
+	}
+	var errs []error
+	for _, e := range ents {
+		if !safefile.IsTemp(e.Name()) {
+			continue
+		}
+		fi, err := e.Info()
+		if err != nil || time.Since(fi.ModTime()) < staleTempAge {
+			continue
+		}
+		if err := os.Remove(filepath.Join(dir, e.Name())); err != nil && !errors.Is(err, os.ErrNotExist) {
+			errs = append(errs, fmt.Errorf("gc: %w", err))
+		}
+	}
+	return errors.Join(errs...)
+}
