@@ -1,0 +1,328 @@
+package lifecycle
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/moby/sys/signal"
+
+	"github.com/execguard/execguard/execpolicy"
+	"github.com/execguard/execguard/internal/safefile"
+)
+
+// key names one exec.
+type key struct{ cid, eid string }
+
+// Index states.
+const (
+	stNone uint8 = iota
+	stRefused
+	stCreated
+	stRunning
+	stExited
+)
+
+// Kill stages of an overdue exec.
+const (
+	killNone     uint8 = iota
+	killSignaled       // the record's kill_signal was sent at killAt
+	killForced         // SIGKILL was sent at killAt
+)
+
+// entry is what the Manager keeps in memory of one record: enough to
+// enforce limits and run GC without reading the file. Times are Unix
+// nanoseconds (0 = unknown) to keep it small.
+type entry struct {
+	state uint8
+	kill  uint8
+	sig   uint8 // the record's kill signal, parsed
+	pid   int32
+	ns    string // containerd namespace, "" = unknown
+
+	requested, started, exited int64
+	maxDur, grace              int64
+	killAt                     int64
+	marked                     int64 // first GC pass that found it expired
+
+	// stamp identifies the file version last read; zero forces a re-read.
+	stamp stamp
+}
+
+// stamp identifies one version of a file or directory: every record write
+// renames a new inode into place, and adds or removes a name in the
+// container's directory, changing its mtime.
+type stamp struct {
+	ino   uint64
+	mtime int64
+}
+
+// ctr is one container's directory of records.
+type ctr struct {
+	execs map[string]*entry
+	stamp stamp
+}
+
+func (e *entry) open() bool { return e.state == stCreated || e.state == stRunning }
+
+func (e *entry) finished() bool { return e.state == stRefused || e.state == stExited }
+
+// end is when a finished exec ended (its exit, or the refusal).
+func (e *entry) end() int64 {
+	if e.state == stExited && e.exited != 0 {
+		return e.exited
+	}
+	return e.requested
+}
+
+func stateCode(s string) uint8 {
+	switch s {
+	case execpolicy.StateRefused:
+		return stRefused
+	case execpolicy.StateCreated:
+		return stCreated
+	case execpolicy.StateRunning:
+		return stRunning
+	case execpolicy.StateExited:
+		return stExited
+	}
+	return stNone
+}
+
+func nanos(t time.Time) int64 {
+	if t.IsZero() {
+		return 0
+	}
+	return t.UnixNano()
+}
+
+// fill copies what the index needs from r.
+func (e *entry) fill(r *execpolicy.Record) {
+	e.state = stateCode(r.State)
+	e.pid = int32(r.Pid)
+	e.requested, e.started, e.exited = nanos(r.RequestedAt), nanos(r.StartedAt), nanos(r.ExitedAt)
+	e.maxDur, e.grace = int64(r.MaxDuration), int64(r.KillGrace)
+	e.sig = uint8(syscall.SIGTERM)
+	if r.KillSignal != "" {
+		if s, err := signal.ParseSignal(r.KillSignal); err == nil && s > 0 && s < 256 {
+			e.sig = uint8(s)
+		}
+	}
+}
+
+// record rebuilds the fields Reconcile looks at.
+func (e *entry) record() execpolicy.Record {
+	r := execpolicy.Record{Pid: int(e.pid)}
+	switch e.state {
+	case stCreated:
+		r.State = execpolicy.StateCreated
+	case stRunning:
+		r.State = execpolicy.StateRunning
+	}
+	if e.requested != 0 {
+		r.RequestedAt = time.Unix(0, e.requested)
+	}
+	return r
+}
+
+// owes reports whether the plugin still has to count and audit r.
+func owes(r *execpolicy.Record) bool {
+	return (r.Verdict != "" && !r.LoggedDecision) || (r.State == execpolicy.StateExited && !r.LoggedExit)
+}
+
+func stampOf(fi os.FileInfo) stamp {
+	st, ok := fi.Sys().(*syscall.Stat_t)
+	if !ok {
+		return stamp{}
+	}
+	// A file or directory changed within the last moments may change again
+	// within the file system's timestamp granularity without its mtime
+	// moving: do not trust it yet, look again at the next tick.
+	if time.Since(fi.ModTime()) < 2*time.Second {
+		return stamp{}
+	}
+	return stamp{ino: st.Ino, mtime: fi.ModTime().UnixNano()}
+}
+
+// staleTemp is how old a temporary file left by an interrupted write must
+// be before it is removed: no writer can still be working on it. File ages
+// are measured on the wall clock, like the file times themselves.
+const staleTemp = time.Minute
+
+// scan brings the index up to date with the record directory. A full
+// scan reads every record; otherwise only the container directories whose
+// stamp changed are listed, and only the records whose stamp changed read.
+func (m *Manager) scan(full bool) {
+	dir := execpolicy.RecordDir(m.o.StateDir)
+	ents, err := os.ReadDir(dir)
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		m.log.WithError(err).Warn("list exec records")
+		return
+	}
+	seen := make(map[string]bool, len(ents))
+	for _, de := range ents {
+		cid := de.Name()
+		if !de.IsDir() || safefile.SafeName(cid) != nil {
+			continue
+		}
+		seen[cid] = true
+		fi, err := de.Info()
+		if err != nil {
+			continue // removed meanwhile
+		}
+		st := stampOf(fi)
+		c := m.ctrs[cid]
+		if c == nil {
+			c = &ctr{execs: map[string]*entry{}}
+			m.ctrs[cid] = c
+		}
+		if !full && st != (stamp{}) && st == c.stamp {
+			continue
+		}
+		if m.relist(cid, c) {
+			c.stamp = st
+		} else {
+			c.stamp = stamp{}
+		}
+	}
+	for cid := range m.ctrs {
+		if !seen[cid] {
+			m.forget(cid)
+		}
+	}
+}
+
+// relist reads the records of one container that changed since they were
+// last read, forgets the ones gone, and removes stale temporary files. It
+// reports false when the directory must be listed again at the next tick.
+func (m *Manager) relist(cid string, c *ctr) bool {
+	dir := filepath.Join(execpolicy.RecordDir(m.o.StateDir), cid)
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		if !errors.Is(err, os.ErrNotExist) {
+			m.log.WithError(err).WithField("container", cid).Warn("list exec records")
+		}
+		return false
+	}
+	settled := true
+	present := make(map[string]bool, len(ents))
+	for _, de := range ents {
+		name := de.Name()
+		if safefile.IsTemp(name) {
+			if fi, err := de.Info(); err == nil && time.Since(fi.ModTime()) > staleTemp {
+				if err := os.Remove(filepath.Join(dir, name)); err != nil && !errors.Is(err, os.ErrNotExist) {
+					m.log.WithError(err).WithField("container", cid).Warn("remove temporary file")
+				}
+			} else {
+				settled = false
+			}
+			continue
+		}
+		eid, ok := strings.CutSuffix(name, ".json")
+		if !ok || safefile.SafeName(eid) != nil {
+			continue
+		}
+		present[eid] = true
+		fi, err := de.Info()
+		if err != nil {
+			continue
+		}
+		st := stampOf(fi)
+		if st == (stamp{}) {
+			settled = false
+		}
+		if e := c.execs[eid]; e != nil && st != (stamp{}) && e.stamp == st {
+			continue
+		}
+		r, err := m.store.Get(cid, eid)
+		if err != nil {
+			if !errors.Is(err, os.ErrNotExist) {
+				m.log.WithError(err).WithFields(map[string]any{"container": cid, "exec": eid}).Warn("read exec record")
+			}
+			continue
+		}
+		m.learn(cid, eid, "", &r, st)
+	}
+	for eid := range c.execs {
+		if !present[eid] {
+			m.drop(key{cid, eid})
+		}
+	}
+	return settled
+}
+
+// learn updates the index from a record just read or written. ns is the
+// containerd namespace when an event told it.
+func (m *Manager) learn(cid, eid, ns string, r *execpolicy.Record, st stamp) {
+	c := m.ctrs[cid]
+	if c == nil {
+		c = &ctr{execs: map[string]*entry{}}
+		m.ctrs[cid] = c
+	}
+	e := c.execs[eid]
+	if e == nil {
+		e = &entry{}
+		c.execs[eid] = e
+	}
+	e.fill(r)
+	e.stamp = st
+	if ns != "" {
+		e.ns = m.intern(ns)
+	}
+	switch {
+	case r.KilledBy == "":
+		// Not signalled (or a new exec reusing the id).
+		e.kill, e.killAt = killNone, 0
+	case e.kill == killNone:
+		// Signalled before a restart: escalate after a grace from now.
+		e.kill, e.killAt = killSignaled, m.now().UnixNano()
+	}
+	if !e.finished() {
+		e.marked = 0
+	}
+	k := key{cid, eid}
+	if e.open() {
+		m.open[k] = e
+	} else {
+		delete(m.open, k)
+	}
+	if owes(r) {
+		m.pending[k] = struct{}{}
+	} else {
+		delete(m.pending, k)
+	}
+}
+
+// drop forgets one exec.
+func (m *Manager) drop(k key) {
+	if c := m.ctrs[k.cid]; c != nil {
+		delete(c.execs, k.eid)
+	}
+	delete(m.open, k)
+	delete(m.pending, k)
+}
+
+// forget forgets a container and its execs.
+func (m *Manager) forget(cid string) {
+	if c := m.ctrs[cid]; c != nil {
+		for eid := range c.execs {
+			m.drop(key{cid, eid})
+		}
+	}
+	delete(m.ctrs, cid)
+}
+
+// intern returns one shared copy of a namespace name: there are few, and
+// each entry should not hold its own.
+func (m *Manager) intern(ns string) string {
+	if s, ok := m.names[ns]; ok {
+		return s
+	}
+	if len(m.names) < 1024 {
+		m.names[ns] = ns
+	}
+	return ns
+}

@@ -1,0 +1,355 @@
+package lifecycle
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"strconv"
+	"time"
+
+	"github.com/sirupsen/logrus"
+
+	"github.com/execguard/execguard/conf"
+	"github.com/execguard/execguard/execpolicy"
+	"github.com/execguard/execguard/plugin/metrics"
+)
+
+// DefaultContainerdAddress is containerd's socket when Options names none.
+const DefaultContainerdAddress = "/run/containerd/containerd.sock"
+
+// Options configure a Manager.
+type Options struct {
+	StateDir          string
+	ContainerdAddress string // containerd's socket; "" = DefaultContainerdAddress
+	// Namespace is the containerd namespace to follow; "" = all.
+	Namespace string
+	// Snapshot returns the current snapshot, for [gc] and [audit]; it may
+	// return nil (defaults apply and the audit log is off).
+	Snapshot func() *conf.Snapshot
+	Log      *logrus.Entry
+	Node     string           // node name for the audit log; "" = os.Hostname
+	Clock    func() time.Time // nil = time.Now
+	// Runtime replaces the containerd client (tests); nil = containerd at
+	// ContainerdAddress.
+	Runtime Runtime
+}
+
+// Manager completes, limits, audits and collects exec records. Its index
+// is owned by the goroutine running Run; only ReopenAudit may be called
+// concurrently.
+type Manager struct {
+	o     Options
+	rt    Runtime
+	store *execpolicy.RecordStore
+	log   *logrus.Entry
+	now   func() time.Time
+	alive func(pid int) bool
+	audit auditLog
+
+	ctrs    map[string]*ctr
+	open    map[key]*entry    // created or running
+	pending map[key]struct{}  // records that still owe an audit line or a metric
+	names   map[string]string // interned containerd namespaces
+
+	nextGC     time.Time
+	retryAudit time.Time // after an audit write failed, when to try again
+}
+
+// New returns a Manager for the state dir in o. It does not touch
+// containerd until Run.
+func New(o Options) (*Manager, error) {
+	if o.StateDir == "" {
+		return nil, errors.New("lifecycle: no state dir")
+	}
+	store, err := execpolicy.OpenRecords(o.StateDir)
+	if err != nil {
+		return nil, fmt.Errorf("lifecycle: %w", err)
+	}
+	if o.Log == nil {
+		o.Log = logrus.NewEntry(logrus.StandardLogger())
+	}
+	if o.Clock == nil {
+		o.Clock = time.Now
+	}
+	if o.Snapshot == nil {
+		o.Snapshot = func() *conf.Snapshot { return nil }
+	}
+	if o.Node == "" {
+		o.Node, _ = os.Hostname()
+	}
+	rt := o.Runtime
+	if rt == nil {
+		if o.ContainerdAddress == "" {
+			o.ContainerdAddress = DefaultContainerdAddress
+		}
+		c, err := NewContainerd(o.ContainerdAddress)
+		if err != nil {
+			return nil, fmt.Errorf("lifecycle: %w", err)
+		}
+		rt = c
+	}
+	return &Manager{
+		o: o, rt: rt, store: store, log: o.Log, now: o.Clock, alive: execpolicy.PidAlive,
+		ctrs: map[string]*ctr{}, open: map[key]*entry{}, pending: map[key]struct{}{}, names: map[string]string{},
+	}, nil
+}
+
+// Run follows containerd's events and ticks every second (scan for new
+// records, limits, GC) until ctx ends. It reconnects to containerd by
+// itself, with backoff, and reconciles records after each connection.
+func (m *Manager) Run(ctx context.Context) error {
+	defer m.audit.close()
+	if c, ok := m.rt.(*Containerd); ok && m.o.Runtime == nil {
+		defer c.Close()
+	}
+	// Subscribe first: events arriving during the rebuild wait in the
+	// stream instead of being missed.
+	events := make(chan Event)
+	go m.follow(ctx, events)
+	m.start()
+	tick := time.NewTicker(time.Second)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case ev := <-events:
+			m.handle(ctx, ev)
+		case <-tick.C:
+			m.tick(ctx)
+		}
+	}
+}
+
+// start rebuilds the index from the state dir.
+func (m *Manager) start() {
+	m.scan(true)
+	m.settle()
+	m.nextGC = m.now().Add(m.gcInterval())
+}
+
+// follow subscribes to the runtime's events and forwards them to out,
+// subscribing again with backoff (1 s doubling to 30 s) whenever the
+// stream breaks, e.g. when containerd restarts.
+func (m *Manager) follow(ctx context.Context, out chan<- Event) {
+	const minBackoff, maxBackoff = time.Second, 30 * time.Second
+	backoff := minBackoff
+	for ctx.Err() == nil {
+		sctx, cancel := context.WithCancel(ctx)
+		evs, errs := m.rt.Subscribe(sctx, m.o.Namespace)
+		start := time.Now()
+		for ev := range evs {
+			select {
+			case out <- ev:
+			case <-ctx.Done():
+			}
+		}
+		var err error
+		select {
+		case err = <-errs:
+		default:
+		}
+		cancel()
+		if ctx.Err() != nil {
+			return
+		}
+		if time.Since(start) > maxBackoff {
+			backoff = minBackoff
+		}
+		m.log.WithError(err).WithField("retry_in", backoff).Warn("containerd event stream ended")
+		select {
+		case <-time.After(backoff):
+		case <-ctx.Done():
+			return
+		}
+		backoff = min(2*backoff, maxBackoff)
+	}
+}
+
+// ReopenAudit reopens the audit log file, after an external tool rotated
+// it (SIGHUP).
+func (m *Manager) ReopenAudit() error { return m.audit.reopen() }
+
+// handle applies one event.
+func (m *Manager) handle(ctx context.Context, ev Event) {
+	start := time.Now()
+	switch ev.Kind {
+	case Connected:
+		// Exits may have been missed while disconnected.
+		m.reconcile(m.now())
+		return
+	case ContainerDeleted:
+		m.removeContainer(ev.ContainerID, "container deleted")
+	case TaskDeleted:
+		if ev.ExecID == ev.ContainerID {
+			// The container's task is gone, and every exec with it.
+			m.reconcileContainer(ev.ContainerID)
+		}
+	case ExecAdded, ExecStarted, ExecExited:
+		if ev.ExecID == "" || ev.ExecID == ev.ContainerID {
+			return // the container's own process, not an exec
+		}
+		m.update(ev.ContainerID, ev.ExecID, ev.Namespace, true, func(r *execpolicy.Record) bool { return Apply(r, ev) })
+	default:
+		return
+	}
+	metrics.Since(ev.Kind.String(), start)
+}
+
+var errUnchanged = errors.New("unchanged")
+
+// update changes one record under its lock with change, settles what the
+// record owes (audit lines, metrics) and writes it if anything changed.
+// Unless create is set, a missing record stays missing.
+func (m *Manager) update(cid, eid, ns string, create bool, change func(*execpolicy.Record) bool) (execpolicy.Record, bool) {
+	var got execpolicy.Record
+	_, err := m.store.Update(cid, eid, func(r *execpolicy.Record) error {
+		if r.State == "" && !create {
+			return os.ErrNotExist
+		}
+		changed := change(r)
+		if m.account(r) {
+			changed = true
+		}
+		got = *r
+		if !changed {
+			return errUnchanged
+		}
+		return nil
+	})
+	log := m.log.WithFields(logrus.Fields{"container": cid, "exec": eid})
+	switch {
+	case errors.Is(err, os.ErrNotExist):
+		m.drop(key{cid, eid})
+		return got, false
+	case err != nil && !errors.Is(err, errUnchanged):
+		log.WithError(err).Warn("update exec record")
+		return got, false
+	}
+	// The file changed (by this write, or by another writer before it):
+	// leave its stamp zero so that the next scan reads it again.
+	m.learn(cid, eid, ns, &got, stamp{})
+	return got, true
+}
+
+// account writes the audit lines and counts the metrics that r still
+// owes, and marks them done in r. It runs under the record's lock, before
+// the record is written: a crash in between repeats a line rather than
+// losing it.
+func (m *Manager) account(r *execpolicy.Record) bool {
+	if !owes(r) || m.now().Before(m.retryAudit) {
+		return false
+	}
+	path, maxSize := "", int64(0)
+	if s := m.o.Snapshot(); s != nil && s.Config != nil {
+		path, maxSize = s.Config.Audit.Path, int64(s.Config.Audit.MaxSizeMB)<<20
+	}
+	changed := false
+	if r.Verdict != "" && !r.LoggedDecision {
+		if err := m.audit.write(path, maxSize, newAuditEntry("decision", m.o.Node, r, m.now())); err != nil {
+			m.auditFailed(err)
+			return changed
+		}
+		metrics.Decisions.WithLabelValues(r.Verdict, r.Rule, strconv.FormatBool(r.Audit)).Inc()
+		r.LoggedDecision, changed = true, true
+	}
+	if r.State == execpolicy.StateExited && !r.LoggedExit {
+		if err := m.audit.write(path, maxSize, newAuditEntry("exit", m.o.Node, r, m.now())); err != nil {
+			m.auditFailed(err)
+			return changed
+		}
+		if d, ok := duration(r); ok {
+			metrics.ExecDuration.Observe(d.Seconds())
+		}
+		r.LoggedExit, changed = true, true
+	}
+	return changed
+}
+
+// auditFailed logs a failed audit write and holds further attempts for a
+// while: records keep owing their lines and are settled later.
+func (m *Manager) auditFailed(err error) {
+	m.log.WithError(err).Error("audit log write failed; will retry")
+	m.retryAudit = m.now().Add(10 * time.Second)
+}
+
+// settle retries the records that still owe an audit line or a metric.
+func (m *Manager) settle() {
+	if len(m.pending) == 0 || m.now().Before(m.retryAudit) {
+		return
+	}
+	for k := range m.pending {
+		m.update(k.cid, k.eid, "", false, func(*execpolicy.Record) bool { return false })
+		if m.now().Before(m.retryAudit) {
+			return
+		}
+	}
+}
+
+// tick runs once a second.
+func (m *Manager) tick(ctx context.Context) {
+	m.scan(false)
+	m.settle()
+	now := m.now()
+	m.enforce(ctx, now)
+	running := 0
+	for _, e := range m.open {
+		if e.state == stRunning {
+			running++
+		}
+	}
+	metrics.ExecsRunning.Set(float64(running))
+	if !now.Before(m.nextGC) {
+		m.gc(ctx, now)
+		m.nextGC = now.Add(m.gcInterval())
+	}
+}
+
+// reconcile marks exited (code unknown) the open records whose process
+// is gone.
+func (m *Manager) reconcile(now time.Time) {
+	for k, e := range m.open {
+		probe := e.record()
+		if !Reconcile(&probe, now, m.alive) {
+			continue
+		}
+		m.update(k.cid, k.eid, "", false, func(r *execpolicy.Record) bool { return Reconcile(r, now, m.alive) })
+	}
+}
+
+// reconcileContainer marks exited every open record of a container whose
+// task is gone.
+func (m *Manager) reconcileContainer(cid string) {
+	c := m.ctrs[cid]
+	if c == nil {
+		return
+	}
+	now := m.now()
+	for eid, e := range c.execs {
+		if e.open() {
+			m.update(cid, eid, "", false, func(r *execpolicy.Record) bool {
+				if r.State != execpolicy.StateRunning && r.State != execpolicy.StateCreated {
+					return false
+				}
+				exitUnknown(r, now)
+				return true
+			})
+		}
+	}
+}
+
+func (m *Manager) gcSettings() conf.GC {
+	g := conf.GC{Interval: conf.Duration(conf.DefaultGCInterval), ExecRetention: conf.Duration(conf.DefaultExecRetention)}
+	if s := m.o.Snapshot(); s != nil && s.Config != nil {
+		if s.Config.GC.Interval > 0 {
+			g.Interval = s.Config.GC.Interval
+		}
+		if s.Config.GC.ExecRetention > 0 {
+			g.ExecRetention = s.Config.GC.ExecRetention
+		}
+	}
+	return g
+}
+
+func (m *Manager) gcInterval() time.Duration { return m.gcSettings().Interval.Std() }
