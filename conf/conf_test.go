@@ -149,6 +149,15 @@ colour = "blue"
 	}
 }
 
+// TestLabelsNamedLikeKeys: pod label names are free-form; a label "env" or
+// "user" is not the policy key of that name.
+func TestLabelsNamedLikeKeys(t *testing.T) {
+	c := mustParse(t, "[[rules]]\nname = \"r\"\nmatch.pod_labels = { env = \"prod\", user = \"x\", path = \"rel\", mode = \"m\" }\ndeny_commands = [\"sh\"]\n")
+	if got := c.Rules[0].Match.PodLabels; got["env"] != "prod" || got["user"] != "x" || len(got) != 4 {
+		t.Fatalf("labels = %v", got)
+	}
+}
+
 func TestValidation(t *testing.T) {
 	for _, tc := range []struct {
 		name, src, want string

@@ -322,6 +322,9 @@ func leaf(key string) string {
 // checkScalar validates a string value by the name of its key. at is where
 // the value stands (an array element has its own index).
 func (p *parsed) checkScalar(key, at, v string, raw unstable.Range) {
+	if strings.Contains(key, "pod_labels.") {
+		return // label names are the user's, not policy keys (env = "prod")
+	}
 	switch leaf(key) {
 	case "max_duration", "kill_grace", "interval", "exec_retention", "wrapper_grace":
 		if d, err := time.ParseDuration(v); err != nil {
