@@ -97,13 +97,21 @@ func (e *entry) execHook(spec wrappers.Spec) int {
 			e.log.Warn(fmt.Sprintf("execguard: exec %s/%s: record not written: %v", a.ID, eid, err))
 		}
 	}
+	// decided fills the decision into the exec's record. A record that
+	// already carries a verdict belongs to an earlier exec with the same id
+	// (ctr lets users choose ids): it starts over.
 	decided := func(r *execpolicy.Record, p *specs.Process) {
+		if r.Verdict != "" {
+			*r = execpolicy.Record{ContainerID: r.ContainerID, ExecID: r.ExecID}
+		}
 		r.Namespace, r.Pod, r.Container = facts.Namespace, facts.Pod, facts.Container
 		r.Args, r.Cwd, r.TTY = p.Args, p.Cwd, p.Terminal
 		r.User = fmt.Sprintf("%d:%d", p.User.UID, p.User.GID)
 		r.Verdict, r.Audit, r.Rule, r.Check, r.Reason = d.Verdict, d.Audit, d.Rule, d.Check, d.Reason
 		r.Adjustments, r.PolicyDigest, r.RequestedAt = d.Adjustments, d.PolicyDigest, requested
-		r.MaxDuration, r.KillSignal, r.KillGrace = d.Policy.MaxDuration, d.Policy.KillSignal, d.Policy.KillGrace
+		if !d.Audit { // audit mode enforces nothing, limits included
+			r.MaxDuration, r.KillSignal, r.KillGrace = d.Policy.MaxDuration, d.Policy.KillSignal, d.Policy.KillGrace
+		}
 	}
 
 	if !d.Allowed {
@@ -133,13 +141,11 @@ func (e *entry) execHook(spec wrappers.Spec) int {
 		defer os.Remove(path)
 		argv = a.WithProcess(path)
 	}
-	update(func(r *execpolicy.Record) {
-		decided(r, run)
-		if r.State == "" {
-			r.State = execpolicy.StateCreated
-		}
-	})
 
+	// The record is written once, after the runtime returns: one locked
+	// write on the exec path instead of two. The plugin may have seen
+	// exec-started or even the exit meanwhile; Update merges under the
+	// record lock and only moves the state forward.
 	logSize := fileSize(a.Log)
 	code, err := e.runChild(spec, argv, nil)
 	if err != nil {
@@ -150,8 +156,12 @@ func (e *entry) execHook(spec wrappers.Spec) int {
 	if code == 0 {
 		pid := readPid(a.PidFile)
 		update(func(r *execpolicy.Record) {
+			decided(r, run)
 			if r.State == "" || r.State == execpolicy.StateCreated {
-				r.State = execpolicy.StateRunning
+				r.State = execpolicy.StateCreated // without a pid the plugin learns it from exec-started
+				if pid > 0 {
+					r.State = execpolicy.StateRunning
+				}
 			}
 			if r.Pid == 0 {
 				r.Pid = pid
@@ -167,6 +177,7 @@ func (e *entry) execHook(spec wrappers.Spec) int {
 		failure += ": " + msg
 	}
 	update(func(r *execpolicy.Record) {
+		decided(r, run)
 		if r.State == "" || r.State == execpolicy.StateCreated {
 			r.State = execpolicy.StateExited
 		}
