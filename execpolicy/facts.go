@@ -1,12 +1,8 @@
 package execpolicy
 
 import (
-	"encoding/json"
-	"errors"
 	"fmt"
-	"os"
 	"path/filepath"
-	"strings"
 
 	"github.com/execguard/execguard/internal/safefile"
 )
@@ -51,7 +47,7 @@ func FactsFromAnnotations(cid string, ann map[string]string) Facts {
 
 // FactStore keeps one facts file per container under <state_dir>/facts.
 type FactStore struct {
-	dir string
+	dir *safefile.JSONDir
 }
 
 // FactDir returns the facts directory under a state dir.
@@ -59,37 +55,22 @@ func FactDir(stateDir string) string { return filepath.Join(stateDir, "facts") }
 
 // OpenFacts returns the facts store, creating its directory 0700.
 func OpenFacts(stateDir string) (*FactStore, error) {
-	if err := safefile.MkdirPrivate(stateDir); err != nil {
-		return nil, err
-	}
-	d := FactDir(stateDir)
-	if err := safefile.MkdirPrivate(d); err != nil {
+	d, err := safefile.OpenJSONDir(FactDir(stateDir), true)
+	if err != nil {
 		return nil, err
 	}
 	return &FactStore{dir: d}, nil
 }
 
 // OpenFactsExisting returns the store without creating anything.
-func OpenFactsExisting(stateDir string) *FactStore { return &FactStore{dir: FactDir(stateDir)} }
-
-func (s *FactStore) path(cid string) (string, error) {
-	if err := safefile.SafeName(cid); err != nil {
-		return "", fmt.Errorf("container id: %w", err)
-	}
-	return filepath.Join(s.dir, cid+".json"), nil
+func OpenFactsExisting(stateDir string) *FactStore {
+	d, _ := safefile.OpenJSONDir(FactDir(stateDir), false)
+	return &FactStore{dir: d}
 }
 
 // Write records f atomically.
 func (s *FactStore) Write(f Facts) error {
-	p, err := s.path(f.ContainerID)
-	if err != nil {
-		return err
-	}
-	b, err := json.Marshal(f)
-	if err != nil {
-		return fmt.Errorf("facts %s: %w", f.ContainerID, err)
-	}
-	if err := safefile.WriteFile(p, b, 0o600); err != nil {
+	if err := s.dir.Write(f.ContainerID, f); err != nil {
 		return fmt.Errorf("facts %s: %w", f.ContainerID, err)
 	}
 	return nil
@@ -98,16 +79,8 @@ func (s *FactStore) Write(f Facts) error {
 // Read returns the facts of container cid; the error wraps os.ErrNotExist
 // when there are none.
 func (s *FactStore) Read(cid string) (Facts, error) {
-	p, err := s.path(cid)
-	if err != nil {
-		return Facts{}, err
-	}
-	b, err := safefile.ReadFile(p, 1<<20)
-	if err != nil {
-		return Facts{}, fmt.Errorf("facts %s: %w", cid, err)
-	}
 	var f Facts
-	if err := json.Unmarshal(b, &f); err != nil {
+	if err := s.dir.Read(cid, &f); err != nil {
 		return Facts{}, fmt.Errorf("facts %s: %w", cid, err)
 	}
 	return f, nil
@@ -115,11 +88,7 @@ func (s *FactStore) Read(cid string) (Facts, error) {
 
 // Delete removes the facts of container cid; missing is not an error.
 func (s *FactStore) Delete(cid string) error {
-	p, err := s.path(cid)
-	if err != nil {
-		return err
-	}
-	if err := os.Remove(p); err != nil && !errors.Is(err, os.ErrNotExist) {
+	if err := s.dir.Delete(cid); err != nil {
 		return fmt.Errorf("facts %s: %w", cid, err)
 	}
 	return nil
@@ -127,18 +96,9 @@ func (s *FactStore) Delete(cid string) error {
 
 // List returns the container ids that have facts.
 func (s *FactStore) List() ([]string, error) {
-	ents, err := os.ReadDir(s.dir)
+	ids, err := s.dir.IDs()
 	if err != nil {
-		if errors.Is(err, os.ErrNotExist) {
-			return nil, nil
-		}
 		return nil, fmt.Errorf("list facts: %w", err)
-	}
-	var ids []string
-	for _, e := range ents {
-		if id, ok := strings.CutSuffix(e.Name(), ".json"); ok && !safefile.IsTemp(e.Name()) {
-			ids = append(ids, id)
-		}
 	}
 	return ids, nil
 }

@@ -1,12 +1,9 @@
 package wrappers
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
-	"os"
 	"path/filepath"
-	"strings"
 	"time"
 
 	"github.com/execguard/execguard/internal/safefile"
@@ -27,7 +24,7 @@ type Pin struct {
 
 // PinStore is the directory of pins, <state_dir>/pins, one file per container.
 type PinStore struct {
-	dir string
+	dir *safefile.JSONDir
 }
 
 // PinDir returns the pin directory under a state dir.
@@ -35,40 +32,25 @@ func PinDir(stateDir string) string { return filepath.Join(stateDir, "pins") }
 
 // OpenPins returns the pin store under stateDir, creating it 0700 if missing.
 func OpenPins(stateDir string) (*PinStore, error) {
-	if err := safefile.MkdirPrivate(stateDir); err != nil {
-		return nil, err
-	}
-	d := PinDir(stateDir)
-	if err := safefile.MkdirPrivate(d); err != nil {
+	d, err := safefile.OpenJSONDir(PinDir(stateDir), true)
+	if err != nil {
 		return nil, err
 	}
 	return &PinStore{dir: d}, nil
 }
 
 // OpenPinsExisting returns the pin store without creating anything.
-func OpenPinsExisting(stateDir string) *PinStore { return &PinStore{dir: PinDir(stateDir)} }
-
-func (s *PinStore) path(id string) (string, error) {
-	if err := safefile.SafeName(id); err != nil {
-		return "", fmt.Errorf("container id: %w", err)
-	}
-	return filepath.Join(s.dir, id+".json"), nil
+func OpenPinsExisting(stateDir string) *PinStore {
+	d, _ := safefile.OpenJSONDir(PinDir(stateDir), false)
+	return &PinStore{dir: d}
 }
 
 // Write records p atomically.
 func (s *PinStore) Write(p Pin) error {
-	path, err := s.path(p.ContainerID)
-	if err != nil {
-		return err
-	}
 	if p.Wrapper != p.Spec.Name() {
 		return fmt.Errorf("pin %s: wrapper %s does not match its spec", p.ContainerID, p.Wrapper)
 	}
-	b, err := json.Marshal(p)
-	if err != nil {
-		return fmt.Errorf("pin %s: %w", p.ContainerID, err)
-	}
-	if err := safefile.WriteFile(path, b, 0o600); err != nil {
+	if err := s.dir.Write(p.ContainerID, p); err != nil {
 		return fmt.Errorf("pin %s: %w", p.ContainerID, err)
 	}
 	return nil
@@ -77,16 +59,8 @@ func (s *PinStore) Write(p Pin) error {
 // Read returns the pin of container id; the error wraps os.ErrNotExist when
 // there is none. A pin whose wrapper name does not match its spec is refused.
 func (s *PinStore) Read(id string) (Pin, error) {
-	path, err := s.path(id)
-	if err != nil {
-		return Pin{}, err
-	}
-	b, err := safefile.ReadFile(path, 1<<20)
-	if err != nil {
-		return Pin{}, fmt.Errorf("pin %s: %w", id, err)
-	}
 	var p Pin
-	if err := json.Unmarshal(b, &p); err != nil {
+	if err := s.dir.Read(id, &p); err != nil {
 		return Pin{}, fmt.Errorf("pin %s: %w", id, err)
 	}
 	if p.ContainerID != id || p.Wrapper != p.Spec.Name() {
@@ -97,11 +71,7 @@ func (s *PinStore) Read(id string) (Pin, error) {
 
 // Delete removes the pin of container id; a missing pin is not an error.
 func (s *PinStore) Delete(id string) error {
-	path, err := s.path(id)
-	if err != nil {
-		return err
-	}
-	if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
+	if err := s.dir.Delete(id); err != nil {
 		return fmt.Errorf("unpin %s: %w", id, err)
 	}
 	return nil
@@ -110,20 +80,13 @@ func (s *PinStore) Delete(id string) error {
 // List returns every readable pin. Unreadable pins are reported in the
 // error but do not hide the others.
 func (s *PinStore) List() ([]Pin, error) {
-	ents, err := os.ReadDir(s.dir)
+	ids, err := s.dir.IDs()
 	if err != nil {
-		if errors.Is(err, os.ErrNotExist) {
-			return nil, nil
-		}
 		return nil, fmt.Errorf("list pins: %w", err)
 	}
 	var pins []Pin
 	var errs []error
-	for _, e := range ents {
-		id, ok := strings.CutSuffix(e.Name(), ".json")
-		if !ok || safefile.IsTemp(e.Name()) {
-			continue
-		}
+	for _, id := range ids {
 		p, err := s.Read(id)
 		if err != nil {
 			errs = append(errs, err)
