@@ -20,9 +20,20 @@ import (
 	"strings"
 	"sync"
 	"syscall"
-	"testing"
 	"time"
 )
+
+// T is the part of testing.TB the harness uses. *testing.T and
+// *testing.B satisfy it; the demo (test/demo) has its own.
+type T interface {
+	Helper()
+	Logf(format string, args ...any)
+	Errorf(format string, args ...any)
+	Fatal(args ...any)
+	Fatalf(format string, args ...any)
+	Failed() bool
+	Cleanup(func())
+}
 
 // Options configure a containerd instance.
 type Options struct {
@@ -40,8 +51,9 @@ type Env struct {
 	// Bin is the directory holding containerd, ctr and crictl.
 	Bin string
 
-	t       testing.TB
+	t       T
 	opts    Options
+	booted  bool
 	crictlY string
 	lock    *os.File
 
@@ -79,7 +91,17 @@ func Setup() error {
 
 // Start runs setup, starts containerd with opts and imports the test
 // images. Everything it started is stopped and removed at t's cleanup.
-func Start(t testing.TB, opts Options) *Env {
+func Start(t T, opts Options) *Env {
+	t.Helper()
+	e := New(t, opts)
+	e.Boot()
+	return e
+}
+
+// New runs setup and lays out a containerd instance without starting it,
+// so that a caller can prepare files in e.Dir and add runtimes (AddRuntime,
+// AddEnv) before Boot. Everything is removed at t's cleanup.
+func New(t T, opts Options) *Env {
 	t.Helper()
 	if os.Geteuid() != 0 {
 		t.Fatal("e2e tests need root")
@@ -87,15 +109,6 @@ func Start(t testing.TB, opts Options) *Env {
 	if err := Setup(); err != nil {
 		t.Fatal(err)
 	}
-	runc, err := exec.LookPath("runc")
-	if err != nil {
-		t.Fatalf("find runc: %v", err)
-	}
-	runtimes := map[string]string{"runc": runc}
-	for name, bin := range opts.Runtimes {
-		runtimes[name] = bin
-	}
-
 	lock, err := lockInstance()
 	if err != nil {
 		t.Fatal(err)
@@ -105,17 +118,55 @@ func Start(t testing.TB, opts Options) *Env {
 		lock.Close()
 		t.Fatalf("make instance dir: %v", err)
 	}
+	o := opts
+	o.Runtimes = map[string]string{}
+	for name, bin := range opts.Runtimes {
+		o.Runtimes[name] = bin
+	}
+	o.Env = append([]string(nil), opts.Env...)
 	e := &Env{
 		Paths:   NewPaths(dir),
 		Bin:     filepath.Join(CacheDir(), "bin"),
 		t:       t,
-		opts:    opts,
+		opts:    o,
 		crictlY: filepath.Join(dir, "crictl.yaml"),
 		lock:    lock,
 		pods:    map[string]string{},
 	}
 	t.Cleanup(e.cleanup)
+	return e
+}
 
+// AddRuntime adds a CRI runtime handler (name → BinaryName) before Boot.
+func (e *Env) AddRuntime(handler, binary string) {
+	if e.booted {
+		e.t.Fatalf("AddRuntime %s after Boot", handler)
+	}
+	e.opts.Runtimes[handler] = binary
+}
+
+// AddEnv adds KEY=VALUE to containerd's environment before Boot.
+func (e *Env) AddEnv(kv ...string) {
+	if e.booted {
+		e.t.Fatalf("AddEnv after Boot")
+	}
+	e.opts.Env = append(e.opts.Env, kv...)
+}
+
+// Boot writes the containerd and crictl configs, starts containerd and
+// imports the test images.
+func (e *Env) Boot() {
+	t := e.t
+	t.Helper()
+	e.booted = true
+	runc, err := exec.LookPath("runc")
+	if err != nil {
+		t.Fatalf("find runc: %v", err)
+	}
+	runtimes := map[string]string{"runc": runc}
+	for name, bin := range e.opts.Runtimes {
+		runtimes[name] = bin
+	}
 	for _, d := range []string{e.NRIPlugin, e.NRIConf, e.CNIConf, e.PodLogs} {
 		if err := os.MkdirAll(d, 0o755); err != nil {
 			t.Fatalf("make %s: %v", d, err)
@@ -135,7 +186,6 @@ func Start(t testing.TB, opts Options) *Env {
 	if _, stderr, err := e.Ctr("images", "import", "--snapshotter", "overlayfs", img); err != nil {
 		t.Fatalf("import %s: %v: %s", img, err, stderr)
 	}
-	return e
 }
 
 // lockInstance takes a machine-wide lock so that only one test containerd
@@ -164,8 +214,10 @@ func (e *Env) startContainerd() error {
 	// The shim is found through PATH.
 	cmd.Env = append(os.Environ(), "PATH="+e.Bin+":"+os.Getenv("PATH"))
 	cmd.Env = append(cmd.Env, e.opts.Env...)
-	// Die with the test binary (e.g. on a test timeout, when no cleanup runs).
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	// Die with the test binary (e.g. on a test timeout, when no cleanup
+	// runs), but not with a Ctrl-C meant for it: its own process group
+	// lets the cleanup stop it in order.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL, Setpgid: true}
 	if err := cmd.Start(); err != nil {
 		return fmt.Errorf("start containerd: %w", err)
 	}
@@ -370,7 +422,17 @@ func (e *Env) logTail(n int) string {
 	if err != nil {
 		return fmt.Sprintf("(no containerd log: %v)", err)
 	}
-	lines := strings.Split(strings.TrimRight(string(data), "\n"), "\n")
+	var lines []string
+	for _, l := range strings.Split(strings.TrimRight(string(data), "\n"), "\n") {
+		// Once a second for every host-network pod: noise.
+		if strings.Contains(l, "StatsCollector") {
+			continue
+		}
+		if len(l) > 400 {
+			l = l[:400] + "..."
+		}
+		lines = append(lines, l)
+	}
 	if len(lines) > n {
 		lines = lines[len(lines)-n:]
 	}

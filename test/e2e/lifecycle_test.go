@@ -1,0 +1,142 @@
+//go:build e2e
+
+package e2e
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/execguard/execguard/execpolicy"
+	"github.com/execguard/execguard/test/e2e/harness"
+)
+
+// lifecycleConfig limits execs to 2s and keeps finished records for a
+// minute, so that only a removed container's records can go meanwhile.
+const lifecycleConfig = `state_dir = "@STATE@"
+default_runtime = "runc"
+
+[runtimes.runc]
+path = "@RUNC@"
+
+[exec]
+max_duration = "2s"
+kill_signal = "SIGTERM"
+kill_grace = "2s"
+
+[gc]
+interval = "1s"
+exec_retention = "60s"
+wrapper_grace = "2s"
+
+[audit]
+path = "@AUDIT@"
+`
+
+// TestLifecycle follows execs to their end: exit codes in `nri-execguard
+// execs` and the audit log, an exec over max_duration killed, and the
+// records of a removed pod collected.
+func TestLifecycle(t *testing.T) {
+	eg := harness.StartExecguard(t, harness.ExecguardOptions{Config: lifecycleConfig})
+	c := cri{t, eg}
+	pod := eg.RunPod("life", nil, harness.HandlerExecguard)
+	worker := c.start(pod, "worker")
+	keepPod := eg.RunPod("life-keep", nil, harness.HandlerExecguard)
+	keeper := c.start(keepPod, "keeper")
+
+	// Exit codes.
+	_, stderr, err := eg.Crictl("exec", worker, "sh", "-c", "exit 3")
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) || !strings.Contains(stderr, "exit code 3") {
+		t.Errorf("crictl exec sh -c 'exit 3': %v: %q, want a failure naming exit code 3", err, stderr)
+	}
+	c.exec(worker, "true")
+	c.exec(keeper, "true")
+	r := waitRecord(t, eg, worker, exitedWith(3), "sh", "-c", "exit 3")
+	if r.Pid == 0 || r.StartedAt.IsZero() || r.ExitedAt.IsZero() {
+		t.Errorf("record of exit 3: pid %d started %v exited %v, want all set", r.Pid, r.StartedAt, r.ExitedAt)
+	}
+	waitRecord(t, eg, worker, exitedWith(0), "true")
+	waitRecord(t, eg, keeper, exitedWith(0), "true")
+	if l := waitAudit(t, eg, "exit", r.ExecID); fmt.Sprint(l["exit_code"]) != "3" {
+		t.Errorf("audit exit line of exit 3: %v, want exit_code 3", l)
+	}
+	if out, err := eg.CLI("execs", "--state-dir", eg.StateDir, "--container", worker); err != nil {
+		t.Errorf("%v\n%s", err, out)
+	} else if !hasRow(out, `"sh -c exit 3"`, "exited", "3") {
+		t.Errorf("nri-execguard execs does not show the exit code 3:\n%s", out)
+	}
+
+	// An exec over max_duration is killed: crictl returns, the record
+	// says why.
+	start := time.Now()
+	_, _, err = eg.Crictl("exec", worker, "sleep", "60")
+	took := time.Since(start)
+	if err == nil {
+		t.Errorf("crictl exec sleep 60 over max_duration 2s: succeeded after %v, want it killed", took)
+	}
+	if took > 45*time.Second {
+		t.Errorf("crictl exec sleep 60 over max_duration 2s returned after %v", took)
+	}
+	t.Logf("sleep 60 under max_duration 2s returned after %v: %v", took.Round(time.Millisecond), err)
+	r = waitRecord(t, eg, worker, func(r execpolicy.Record) bool { return r.State == execpolicy.StateExited }, "sleep", "60")
+	if r.KilledBy != "max_duration" || r.ExitCode == nil || *r.ExitCode == 0 {
+		t.Errorf("record of the killed exec: %s", describe([]execpolicy.Record{r}))
+	}
+	if l := waitAudit(t, eg, "exit", r.ExecID); l["killed_by"] != "max_duration" {
+		t.Errorf("audit exit line of the killed exec: %v, want killed_by max_duration", l)
+	}
+
+	// Removing the pod collects its records; the other pod's stay.
+	c.remove(worker)
+	c.removePod(pod)
+	eg.Eventually(30*time.Second, "records of the removed pod collected", func() error {
+		recs, err := eg.TryExecs("--container", worker)
+		if err != nil {
+			return err
+		}
+		if len(recs) > 0 {
+			return fmt.Errorf("%d records left:%s", len(recs), describe(recs))
+		}
+		if _, err := os.Lstat(filepath.Join(execpolicy.RecordDir(eg.StateDir), worker)); err == nil {
+			return errors.New("its record directory is still there")
+		}
+		return nil
+	})
+	if recs := eg.Execs("--container", keeper); len(findRecords(recs, "true")) != 1 {
+		t.Errorf("records of the live container %s: %s, want its exec kept", short(keeper), describe(recs))
+	}
+	c.remove(keeper)
+	c.removePod(keepPod)
+}
+
+func exitedWith(code int) func(execpolicy.Record) bool {
+	return func(r execpolicy.Record) bool {
+		return r.State == execpolicy.StateExited && r.ExitCode != nil && *r.ExitCode == code
+	}
+}
+
+// hasRow reports whether a line of a table has the given text and cells
+// (white-space separated fields).
+func hasRow(table, text string, cells ...string) bool {
+	for _, l := range strings.Split(table, "\n") {
+		if !strings.Contains(l, text) {
+			continue
+		}
+		f := strings.Fields(l)
+		ok := true
+		for _, c := range cells {
+			ok = ok && slices.Contains(f, c)
+		}
+		if ok {
+			return true
+		}
+	}
+	return false
+}
