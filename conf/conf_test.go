@@ -297,3 +297,16 @@ func TestConcurrentReaders(t *testing.T) {
 	close(stop)
 	wg.Wait()
 }
+
+func TestStateDirOfInvalidConfig(t *testing.T) {
+	for _, tc := range []struct{ src, want string }{
+		{"state_dir = \"/srv/eg\"\n[gc]\ninterval = \"soon\"\n", "/srv/eg"},
+		{"state_dir = \"relative\"\n", DefaultStateDir},
+		{"state_dir = [\n", DefaultStateDir},
+		{"", DefaultStateDir},
+	} {
+		if got := StateDirOf([]byte(tc.src)); got != tc.want {
+			t.Errorf("StateDirOf(%q) = %q, want %q", tc.src, got, tc.want)
+		}
+	}
+}

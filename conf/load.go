@@ -454,3 +454,16 @@ func (p *parsed) checkPolicy(key string, f PolicyFields) {
 		p.add(key+".max_concurrent", "must not be negative (0 = unlimited)")
 	}
 }
+
+// StateDirOf returns the state_dir a config names even when the config is
+// invalid otherwise, so that a restarted plugin finds the last snapshot it
+// published there; DefaultStateDir when it names none usable.
+func StateDirOf(data []byte) string {
+	var v struct {
+		StateDir string `toml:"state_dir"`
+	}
+	if err := toml.Unmarshal(data, &v); err != nil || !filepath.IsAbs(v.StateDir) {
+		return DefaultStateDir
+	}
+	return v.StateDir
+}

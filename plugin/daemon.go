@@ -73,7 +73,8 @@ func Run(ctx context.Context, o Options) error {
 	}
 	if !pre {
 		if _, err := p.ReloadFile(o.ConfigPath); err != nil {
-			if _, rerr := p.Restore(conf.DefaultStateDir); rerr != nil {
+			data, _ := os.ReadFile(o.ConfigPath)
+			if _, rerr := p.Restore(conf.StateDirOf(data)); rerr != nil {
 				return fmt.Errorf("%w (and nothing published to fall back on: %v)", err, rerr)
 			}
 		}

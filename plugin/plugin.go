@@ -179,7 +179,7 @@ func (p *Plugin) Configure(_ context.Context, config, runtime, version string) (
 	}
 	if err != nil && p.Snapshot() == nil {
 		// A restarted plugin keeps the last good configuration.
-		if _, rerr := p.Restore(conf.DefaultStateDir); rerr != nil {
+		if _, rerr := p.Restore(conf.StateDirOf([]byte(config))); rerr != nil {
 			return 0, fmt.Errorf("no usable configuration: %w", err)
 		}
 	}

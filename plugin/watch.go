@@ -5,6 +5,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"time"
 
@@ -65,6 +66,9 @@ func (p *Plugin) watchConfig(ctx context.Context, path string, debounce time.Dur
 				events = nil
 				continue
 			}
+			if !concernsConfig(ev.Name, path) {
+				continue // e.g. a log file kept beside the config
+			}
 			log.WithFields(logrus.Fields{"file": ev.Name, "op": ev.Op.String()}).Debug("config directory changed")
 			if timer == nil {
 				timer = time.NewTimer(debounce)
@@ -91,4 +95,12 @@ func (p *Plugin) watchConfig(ctx context.Context, path string, debounce time.Dur
 			}
 		}
 	}
+}
+
+// concernsConfig reports whether a change to name in the config's directory
+// can change the config: the file itself, or the "..data" link and
+// timestamped directories a ConfigMap mount swaps.
+func concernsConfig(name, config string) bool {
+	base := filepath.Base(name)
+	return base == filepath.Base(config) || strings.HasPrefix(base, "..")
 }
