@@ -376,16 +376,24 @@ func CheckUser(v string) error {
 	if v == "" {
 		return nil
 	}
-	u, g, hasG := strings.Cut(v, ":")
-	if _, err := strconv.ParseUint(u, 10, 32); err != nil {
-		return fmt.Errorf("user %q: want numeric \"uid[:gid]\"", v)
+	_, _, _, err := ParseUser(v)
+	return err
+}
+
+// ParseUser parses a forced exec user "uid[:gid]" (numeric ids only: the
+// container's /etc/passwd is not the node's).
+func ParseUser(v string) (uid, gid uint32, hasGID bool, err error) {
+	u, g, hasGID := strings.Cut(v, ":")
+	n, err := strconv.ParseUint(u, 10, 32)
+	if err == nil && hasGID {
+		var m uint64
+		m, err = strconv.ParseUint(g, 10, 32)
+		gid = uint32(m)
 	}
-	if hasG {
-		if _, err := strconv.ParseUint(g, 10, 32); err != nil {
-			return fmt.Errorf("user %q: want numeric \"uid[:gid]\"", v)
-		}
+	if err != nil {
+		return 0, 0, false, fmt.Errorf("user %q: want numeric \"uid[:gid]\"", v)
 	}
-	return nil
+	return uint32(n), gid, hasGID, nil
 }
 
 // validate checks what spans keys or needs the decoded config.

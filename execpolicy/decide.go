@@ -242,7 +242,7 @@ func (x *decider) checkUser() {
 	e, req, ctr := &x.e, x.req, x.ctr
 	u := req.User
 	if e.User != "" {
-		uid, gid, hasGID, err := parseUser(e.User)
+		uid, gid, hasGID, err := conf.ParseUser(e.User)
 		if err != nil {
 			r := x.src(KeyUser)
 			x.refuse(r, "user", "exec", fmt.Sprintf(": forced user %q is not \"uid[:gid]\"", e.User), hint(r, "user", `user = "uid[:gid]"`))

@@ -474,32 +474,15 @@ func lowers(v, have int64) bool {
 // userTightens reports whether forcing user v instead of have narrows who
 // the exec runs as: only from no forced user or root to a non-root one.
 func userTightens(v, have string) bool {
-	uid, gid, hasGID, err := parseUser(v)
+	uid, gid, hasGID, err := conf.ParseUser(v)
 	if err != nil || uid == 0 || (hasGID && gid == 0) {
 		return false
 	}
 	if have == "" {
 		return true
 	}
-	huid, _, _, err := parseUser(have)
+	huid, _, _, err := conf.ParseUser(have)
 	return err == nil && huid == 0
-}
-
-// parseUser parses "uid[:gid]".
-func parseUser(v string) (uid, gid uint32, hasGID bool, err error) {
-	if err := conf.CheckUser(v); err != nil || v == "" {
-		if err == nil {
-			err = fmt.Errorf("empty user")
-		}
-		return 0, 0, false, err
-	}
-	u, g, hasGID := strings.Cut(v, ":")
-	n, _ := strconv.ParseUint(u, 10, 32)
-	if hasGID {
-		m, _ := strconv.ParseUint(g, 10, 32)
-		gid = uint32(m)
-	}
-	return uint32(n), gid, hasGID, nil
 }
 
 func quoteDur(d conf.Duration) string { return strconv.Quote(d.Std().String()) }

@@ -73,7 +73,7 @@ func explain(args []string, stdout, stderr io.Writer) int {
 	hasGID := false
 	if *user != "" {
 		var err error
-		if uid, gid, hasGID, err = parseUser(*user); err != nil {
+		if uid, gid, hasGID, err = conf.ParseUser(*user); err != nil {
 			fmt.Fprintf(stderr, "explain: --user: %v\n", err)
 			return 2
 		}
@@ -139,19 +139,6 @@ func explain(args []string, stdout, stderr io.Writer) int {
 	_, tr := execpolicy.Effective(snap, f)
 	printExplain(stdout, snap, from, c, proc, d, tr, notes)
 	return 0
-}
-
-func parseUser(v string) (uid, gid uint32, hasGID bool, err error) {
-	if err := conf.CheckUser(v); err != nil {
-		return 0, 0, false, err
-	}
-	u, g, hasGID := strings.Cut(v, ":")
-	n, _ := strconv.ParseUint(u, 10, 32)
-	if hasGID {
-		m, _ := strconv.ParseUint(g, 10, 32)
-		gid = uint32(m)
-	}
-	return uint32(n), gid, hasGID, nil
 }
 
 // explainSnapshot compiles configPath, or else loads the snapshot
