@@ -8,13 +8,19 @@ PREFIX    ?= /usr/local
 GOFLAGS   ?= -buildvcs=false
 export GOFLAGS
 
-.PHONY: all build test lint e2e demo bench-runtime bench-e2e bench install clean fuzz
+.PHONY: deps all build test lint e2e demo bench-runtime bench-e2e bench install clean fuzz
 
 all: build
 
 build:
 	$(GO) build -trimpath -ldflags '-s -w' -o $(BIN)/nri-execguard ./plugin/cmd/nri-execguard
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '-s -w' -o $(BIN)/execguard-runtime ./stub/cmd/execguard-runtime
+
+# What the tests and the demo need on this machine (root): runc and
+# busybox-static from apt, containerd/ctr/crictl built from the Go module
+# proxy into $(CACHE), the test image. Cached; fast when done.
+deps:
+	bash test/e2e/setup.sh
 
 # Every test that needs no root.
 test:
