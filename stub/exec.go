@@ -79,7 +79,9 @@ func (e *entry) execHook(spec wrappers.Spec) int {
 	}
 	records, rerr := execpolicy.OpenRecords(e.stateDir)
 	running := 0
-	if rerr == nil {
+	// Counting running execs reads every record of the container: only
+	// worth it when a max_concurrent limit applies to this container.
+	if pol, _ := execpolicy.Effective(snap, facts); rerr == nil && pol.MaxConcurrent > 0 {
 		running, _ = records.Running(a.ID, execpolicy.PidAlive)
 	}
 	d := safeDecide(snap, &execpolicy.Container{ID: a.ID, Spec: cspec, Facts: facts, RunningExecs: running}, &proc)

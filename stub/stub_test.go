@@ -718,3 +718,43 @@ func TestDeleteRemovesPin(t *testing.T) {
 		})
 	}
 }
+
+// TestExecMaxConcurrent: the entry point counts the container's running
+// execs from the records (a record whose pid is gone does not count) and
+// the policy refuses past max_concurrent.
+func TestExecMaxConcurrent(t *testing.T) {
+	e := newEnv(t)
+	e.publish([]string{"--x"}, "[exec]\nmax_concurrent = 1\n")
+	b := e.bundle("c1", nil)
+	log := filepath.Join(b, "log.json")
+	e.ok("--log", log, "create", "--bundle", b, "c1")
+	records, err := execpolicy.OpenRecords(e.state)
+	if err != nil {
+		t.Fatal(err)
+	}
+	running := func(eid string, pid int) {
+		if _, err := records.Update("c1", eid, func(r *execpolicy.Record) error {
+			r.State, r.Pid = execpolicy.StateRunning, pid
+			return nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	exec := func(eid string) result {
+		return e.run("execguard-runtime", "", "--log", log, "exec", "--process", e.processFile("ls"), "--detach",
+			"--pid-file", filepath.Join(b, eid+".pid"), "c1")
+	}
+
+	running("gone", 1<<30) // no such pid: exited, whatever the record says
+	if r := exec("e1"); r.code != 0 {
+		t.Fatalf("first exec refused: %+v", r)
+	}
+	running("live", os.Getpid())
+	r := exec("e2")
+	if r.code == 0 || !strings.Contains(r.stderr, "(max_concurrent)") {
+		t.Fatalf("exec past max_concurrent: exit %d, stderr %q", r.code, r.stderr)
+	}
+	if rec, err := records.Get("c1", "e2"); err != nil || rec.State != execpolicy.StateRefused || rec.Check != "max_concurrent" {
+		t.Fatalf("record %+v, %v", rec, err)
+	}
+}
