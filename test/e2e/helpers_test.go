@@ -189,3 +189,15 @@ func waitGCPasses(t *testing.T, eg *harness.Execguard, n int) {
 		return nil
 	})
 }
+
+// noRecordsOf reports an error while container ctr still has exec records.
+func noRecordsOf(eg *harness.Execguard, ctr string) error {
+	recs, err := eg.TryExecs("--container", ctr)
+	if err != nil {
+		return err
+	}
+	if len(recs) > 0 {
+		return fmt.Errorf("%d records left:%s", len(recs), describe(recs))
+	}
+	return nil
+}

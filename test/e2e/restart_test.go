@@ -119,16 +119,7 @@ func TestRestarts(t *testing.T) {
 
 	// Nothing is left behind: the records of c4, removed while the plugin
 	// was down, are collected, and every pin goes with its container.
-	eg.Eventually(30*time.Second, "records of c4 collected", func() error {
-		recs, err := eg.TryExecs("--container", c4)
-		if err != nil {
-			return err
-		}
-		if len(recs) > 0 {
-			return fmt.Errorf("%d records left:%s", len(recs), describe(recs))
-		}
-		return nil
-	})
+	eg.Eventually(30*time.Second, "records of c4 collected", func() error { return noRecordsOf(eg, c4) })
 	eg.Eventually(30*time.Second, "pins of removed containers collected", func() error {
 		pins, err := wrappers.OpenPinsExisting(eg.StateDir).List()
 		if err != nil {
