@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 
@@ -54,8 +55,13 @@ type Record struct {
 	KillSignal  string        `json:"kill_signal,omitempty"`
 	KillGrace   conf.Duration `json:"kill_grace,omitempty"`
 
-	State     string    `json:"state"`
-	Pid       int       `json:"pid,omitempty"`
+	State string `json:"state"`
+	Pid   int    `json:"pid,omitempty"`
+	// PidFile is the shim's pid file of the exec (<bundle>/<exec id>.pid):
+	// it holds the host pid from the runtime's start until containerd
+	// deletes the exec, so an exec counts as running before (or without)
+	// the plugin filling Pid in from /tasks/exec-started.
+	PidFile   string    `json:"pid_file,omitempty"`
 	StartedAt time.Time `json:"started_at,omitzero"`
 	ExitCode  *int      `json:"exit_code,omitempty"`
 	ExitedAt  time.Time `json:"exited_at,omitzero"`
@@ -276,17 +282,36 @@ func (s *RecordStore) RemoveContainer(cid string) error {
 	return nil
 }
 
-// Running counts the execs of container cid that are running: started and
-// not exited, whose pid still exists. alive reports whether a pid exists.
+// Running counts the execs of container cid that are running: not
+// finished, and whose pid still exists. alive reports whether a pid exists.
 func (s *RecordStore) Running(cid string, alive func(pid int) bool) (int, error) {
 	rs, err := s.List(cid)
 	n := 0
-	for _, r := range rs {
-		if r.State == StateRunning && r.Pid > 0 && alive(r.Pid) {
-			n++
+	for i := range rs {
+		if r := &rs[i]; !r.Finished() {
+			if pid := r.HostPid(); pid > 0 && alive(pid) {
+				n++
+			}
 		}
 	}
 	return n, err
+}
+
+// HostPid is the exec's host pid: Pid, else the one in PidFile while the
+// shim keeps it, else 0.
+func (r *Record) HostPid() int {
+	if r.Pid > 0 || r.PidFile == "" {
+		return r.Pid
+	}
+	b, err := safefile.ReadFile(r.PidFile, 32)
+	if err != nil {
+		return 0
+	}
+	pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
+	if err != nil || pid <= 0 {
+		return 0
+	}
+	return pid
 }
 
 // PidAlive reports whether a process with pid exists.

@@ -144,42 +144,40 @@ func (e *entry) execHook(spec wrappers.Spec) int {
 		argv = a.WithProcess(path)
 	}
 
-	// The record is written once, after the runtime returns: one locked
-	// write on the exec path instead of two. The plugin may have seen
-	// exec-started or even the exit meanwhile; Update merges under the
-	// record lock and only moves the state forward.
+	// The record is written once, while the runtime runs: the fsynced
+	// write stays off the exec's critical path. Its pid is in the shim's
+	// pid file (PidFile) once the runtime started the process; the plugin
+	// copies it in from /tasks/exec-started. The plugin may have seen
+	// exec-added, exec-started or even the exit by the time this write
+	// lands: Update merges under the record lock, and the state only moves
+	// forward.
+	written := make(chan struct{})
+	go func() {
+		defer close(written)
+		update(func(r *execpolicy.Record) {
+			decided(r, run)
+			r.PidFile = a.PidFile
+			if r.State == "" {
+				r.State = execpolicy.StateCreated
+			}
+		})
+	}()
 	logSize := fileSize(a.Log)
 	code, err := e.runChild(spec, argv, nil)
+	<-written
 	if err != nil {
 		code = 1
 		e.log.Error(fmt.Sprintf("execguard: exec into %s: %v", a.ID, err))
 	}
-	now := time.Now().UTC()
 	if code == 0 {
-		pid := readPid(a.PidFile)
-		update(func(r *execpolicy.Record) {
-			decided(r, run)
-			if r.State == "" || r.State == execpolicy.StateCreated {
-				r.State = execpolicy.StateCreated // without a pid the plugin learns it from exec-started
-				if pid > 0 {
-					r.State = execpolicy.StateRunning
-				}
-			}
-			if r.Pid == 0 {
-				r.Pid = pid
-			}
-			if r.StartedAt.IsZero() {
-				r.StartedAt = now
-			}
-		})
 		return 0
 	}
+	now := time.Now().UTC()
 	failure := fmt.Sprintf("runtime exec failed (exit status %d)", code)
 	if msg := lastError(readFrom(a.Log, logSize)); msg != "" {
 		failure += ": " + msg
 	}
-	update(func(r *execpolicy.Record) {
-		decided(r, run)
+	update(func(r *execpolicy.Record) { // the decision is in already
 		if r.State == "" || r.State == execpolicy.StateCreated {
 			r.State = execpolicy.StateExited
 		}
@@ -240,18 +238,6 @@ func writeProcess(dir string, p *specs.Process) (string, error) {
 		return "", err
 	}
 	return f.Name(), nil
-}
-
-func readPid(path string) int {
-	if path == "" {
-		return 0
-	}
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return 0
-	}
-	pid, _ := strconv.Atoi(strings.TrimSpace(string(b)))
-	return pid
 }
 
 // lastError returns the msg of the last error line in runc-format JSON log

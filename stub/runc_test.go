@@ -148,7 +148,7 @@ func TestRealRunc(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if rec.State != execpolicy.StateRunning || rec.Pid <= 0 {
+	if rec.State != execpolicy.StateCreated || rec.HostPid() <= 0 {
 		t.Fatalf("record %+v", rec)
 	}
 

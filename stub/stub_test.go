@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"reflect"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -334,12 +335,14 @@ func TestShapesReachPinnedRuntime(t *testing.T) {
 	if lines := logLines(t, log); len(lines) != 0 {
 		t.Fatalf("log lines on the success path: %v", lines)
 	}
-	// The exec was recorded as started, with the pid the runtime wrote.
+	// The exec was recorded with its decision, and its pid is found
+	// through the shim's pid file the runtime wrote (the plugin copies it
+	// in from exec-started).
 	r, err := execpolicy.OpenRecordsExisting(e.state).Get(id, "e1")
 	if err != nil {
 		t.Fatal(err)
 	}
-	if r.State != execpolicy.StateRunning || r.Pid == 0 || r.StartedAt.IsZero() || r.Verdict != execpolicy.VerdictAllow ||
+	if r.State != execpolicy.StateCreated || r.PidFile == "" || r.HostPid() == 0 || r.Verdict != execpolicy.VerdictAllow ||
 		!reflect.DeepEqual(r.Args, []string{"sh", "-c", "id"}) || r.User != "0:0" || r.Cwd != "/" || r.Namespace != "default" {
 		t.Fatalf("record %+v", r)
 	}
@@ -508,7 +511,7 @@ func TestExecAdjusted(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if rec.State != execpolicy.StateRunning || rec.Verdict != execpolicy.VerdictAdjust || rec.User != "1000:1000" || rec.Cwd != "/srv" || len(rec.Adjustments) != 2 {
+	if rec.State != execpolicy.StateCreated || rec.Verdict != execpolicy.VerdictAdjust || rec.User != "1000:1000" || rec.Cwd != "/srv" || len(rec.Adjustments) != 2 {
 		t.Fatalf("record %+v", rec)
 	}
 }
@@ -749,7 +752,16 @@ func TestExecMaxConcurrent(t *testing.T) {
 	if r := exec("e1"); r.code != 0 {
 		t.Fatalf("first exec refused: %+v", r)
 	}
-	running("live", os.Getpid())
+	// An exec started a moment ago: no pid recorded yet, only the shim's
+	// pid file, which holds a live pid.
+	livePid := filepath.Join(b, "live.pid")
+	os.WriteFile(livePid, []byte(strconv.Itoa(os.Getpid())), 0o600)
+	if _, err := records.Update("c1", "live", func(r *execpolicy.Record) error {
+		r.State, r.PidFile = execpolicy.StateCreated, livePid
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
 	r := exec("e2")
 	if r.code == 0 || !strings.Contains(r.stderr, "(max_concurrent)") {
 		t.Fatalf("exec past max_concurrent: exit %d, stderr %q", r.code, r.stderr)

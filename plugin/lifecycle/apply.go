@@ -141,7 +141,9 @@ const unstartedTimeout = time.Minute
 
 // Reconcile marks r exited with an unknown code (ExitCode nil) when its
 // process is gone: a running record whose pid is not alive, or a created
-// one older than a minute whose pid (if any) is not alive. It is used
+// one older than a minute whose pid (if any) is not alive. A created
+// record whose process runs (its pid from the shim's pid file: it started
+// while the plugin was away) becomes running. It is used
 // after a (re)connection to containerd, when exit events may have been
 // missed, and by each GC pass.
 func Reconcile(r *execpolicy.Record, now time.Time, alive func(pid int) bool) bool {
@@ -151,11 +153,16 @@ func Reconcile(r *execpolicy.Record, now time.Time, alive func(pid int) bool) bo
 			return false
 		}
 	case execpolicy.StateCreated:
-		if r.Pid > 0 && alive(r.Pid) {
-			return false
+		pid := r.HostPid() // started while the plugin was away: the shim's pid file
+		if pid > 0 && alive(pid) {
+			if r.Pid == pid {
+				return false
+			}
+			r.Pid, r.State = pid, execpolicy.StateRunning
+			return true
 		}
 		since := r.RequestedAt
-		if r.Pid == 0 && (since.IsZero() || now.Sub(since) < unstartedTimeout) {
+		if pid == 0 && (since.IsZero() || now.Sub(since) < unstartedTimeout) {
 			return false
 		}
 	default:

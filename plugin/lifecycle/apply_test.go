@@ -1,6 +1,8 @@
 package lifecycle
 
 import (
+	"os"
+	"path/filepath"
 	"testing"
 	"time"
 
@@ -138,6 +140,23 @@ func TestApplyEveryOrderEndsExited(t *testing.T) {
 		if r.State != execpolicy.StateExited || r.ExitCode == nil || *r.ExitCode != 9 || r.Pid != 42 || !r.StartedAt.Equal(at(1)) || !r.ExitedAt.Equal(at(5)) {
 			t.Errorf("order %v: %+v", p, r)
 		}
+	}
+}
+
+// TestReconcilePidFile: an exec started while the plugin was away has no
+// pid in its record, only the shim's pid file; it becomes running with
+// that pid while the process lives, and exited once it is gone.
+func TestReconcilePidFile(t *testing.T) {
+	pidFile := filepath.Join(t.TempDir(), "e1.pid")
+	os.WriteFile(pidFile, []byte("42"), 0o600)
+	now := at(600)
+	r := execpolicy.Record{State: execpolicy.StateCreated, PidFile: pidFile, RequestedAt: now.Add(-time.Hour)}
+	if !Reconcile(&r, now, func(pid int) bool { return pid == 42 }) || r.State != execpolicy.StateRunning || r.Pid != 42 {
+		t.Fatalf("live process: record %+v, want running with pid 42", r)
+	}
+	r = execpolicy.Record{State: execpolicy.StateCreated, PidFile: pidFile, RequestedAt: now.Add(-time.Hour)}
+	if !Reconcile(&r, now, func(int) bool { return false }) || r.State != execpolicy.StateExited {
+		t.Fatalf("gone process: record %+v, want exited", r)
 	}
 }
 
