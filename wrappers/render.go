@@ -10,8 +10,9 @@ import (
 	"strings"
 )
 
-// Quote returns s as one POSIX shell word: single-quoted, with every single
-// quote written as '\''. Inside single quotes the shell interprets nothing,
+// Quote returns s as one POSIX shell word: single-quoted, with each single
+// quote in s written as close-quote, backslash, quote, open-quote (see the
+// tests). Inside single quotes the shell interprets nothing,
 // so spaces, $, backquotes, backslashes, newlines and globs pass unchanged.
 func Quote(s string) string {
 	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
