@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"maps"
 	"net"
 	"os"
 	"path/filepath"
@@ -384,19 +385,7 @@ func TestExternal(t *testing.T) {
 func equalFacts(a, b execpolicy.Facts) bool {
 	return a.ContainerID == b.ContainerID && a.Namespace == b.Namespace && a.Pod == b.Pod && a.PodUID == b.PodUID &&
 		a.PodID == b.PodID && a.Container == b.Container && a.RuntimeHandler == b.RuntimeHandler && a.Runtime == b.Runtime &&
-		equalMap(a.Labels, b.Labels) && equalMap(a.Annotations, b.Annotations)
-}
-
-func equalMap(a, b map[string]string) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for k, v := range a {
-		if bv, ok := b[k]; !ok || bv != v {
-			return false
-		}
-	}
-	return true
+		maps.Equal(a.Labels, b.Labels) && maps.Equal(a.Annotations, b.Annotations)
 }
 
 func mustPins(t *testing.T, stateDir string) *wrappers.PinStore {

@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -149,7 +150,7 @@ func TestArgumentsReachRuntimeExactly(t *testing.T) {
 				argv := randomArgs(r, 6)
 				got := runWrapper(t, store.Path(name), argv)
 				want := append(append([]string{}, spec.Args...), argv...)
-				if !equal(got, want) {
+				if !slices.Equal(got, want) {
 					t.Errorf("args %q + argv %q reached the runtime as %q", spec.Args, argv, got)
 					return
 				}
@@ -157,18 +158,6 @@ func TestArgumentsReachRuntimeExactly(t *testing.T) {
 		}(int64(w))
 	}
 	wg.Wait()
-}
-
-func equal(a, b []string) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
 }
 
 func TestEnsureIdempotentAndConcurrent(t *testing.T) {
@@ -209,7 +198,7 @@ func TestEnsureIdempotentAndConcurrent(t *testing.T) {
 		t.Fatalf("wrapper mode = %v, %v; want 0700", st.Mode(), err)
 	}
 	got := runWrapper(t, store.Path(spec.Name()), []string{"state", "c1"})
-	if !equal(got, []string{"--root", "/run/x y", "state", "c1"}) {
+	if !slices.Equal(got, []string{"--root", "/run/x y", "state", "c1"}) {
 		t.Fatalf("wrapper passed %q", got)
 	}
 }
@@ -315,7 +304,7 @@ func TestPins(t *testing.T) {
 		t.Fatal(err)
 	}
 	got, err := pins.Read("c1")
-	if err != nil || got.Wrapper != p.Wrapper || !equal(got.Args, spec.Args) {
+	if err != nil || got.Wrapper != p.Wrapper || !slices.Equal(got.Args, spec.Args) {
 		t.Fatalf("Read = %+v, %v", got, err)
 	}
 	if err := pins.Write(Pin{ContainerID: "c2", Spec: spec, Wrapper: "runc.deadbeef"}); err == nil {
@@ -333,17 +322,7 @@ func TestPins(t *testing.T) {
 	if err := pins.Delete("c1"); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := pins.Read("c1"); !os.IsNotExist(errorsUnwrap(err)) {
+	if _, err := pins.Read("c1"); !errors.Is(err, os.ErrNotExist) {
 		t.Fatalf("Read after Delete: %v", err)
-	}
-}
-
-func errorsUnwrap(err error) error {
-	for {
-		u, ok := err.(interface{ Unwrap() error })
-		if !ok {
-			return err
-		}
-		err = u.Unwrap()
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"slices"
 	"sync"
 	"syscall"
 	"testing"
@@ -379,7 +380,7 @@ func TestMaxDuration(t *testing.T) {
 	}
 	step(2 * time.Second)
 	want := []killCall{{"k8s.io", "c1", "e1", syscall.SIGINT}}
-	if !equalKills(h.rt.kills, want) {
+	if !slices.Equal(h.rt.kills, want) {
 		t.Fatalf("kills %v, want %v", h.rt.kills, want)
 	}
 	if r := h.get(t, "c1", "e1"); r.KilledBy != KilledByMaxDuration {
@@ -391,7 +392,7 @@ func TestMaxDuration(t *testing.T) {
 	}
 	step(6 * time.Second)
 	want = append(want, killCall{"k8s.io", "c1", "e1", syscall.SIGKILL})
-	if !equalKills(h.rt.kills, want) {
+	if !slices.Equal(h.rt.kills, want) {
 		t.Fatalf("kills %v, want %v", h.rt.kills, want)
 	}
 	if got := value(metrics.ExecsKilled.WithLabelValues(KilledByMaxDuration, "SIGINT")) - killed; got != 1 {
@@ -423,7 +424,7 @@ func TestMaxDurationAfterRestart(t *testing.T) {
 	// The record's kill_signal is unset: SIGTERM. The namespace was never
 	// seen in an event: the CRI's.
 	want := []killCall{{"k8s.io", "c1", "e1", syscall.SIGTERM}}
-	if !equalKills(h.rt.kills, want) {
+	if !slices.Equal(h.rt.kills, want) {
 		t.Fatalf("kills %v, want %v", h.rt.kills, want)
 	}
 }
@@ -440,18 +441,6 @@ func TestKillNotFoundIsQuiet(t *testing.T) {
 	if len(h.rt.kills) != 1 {
 		t.Fatalf("kills %v", h.rt.kills)
 	}
-}
-
-func equalKills(a, b []killCall) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
 }
 
 func TestGCTwoPasses(t *testing.T) {
