@@ -20,6 +20,10 @@ type Container struct {
 	Facts Facts
 	// RunningExecs is how many execs run in the container right now.
 	RunningExecs int
+	// CountRunning, when set, replaces RunningExecs: Decide calls it only
+	// when a max_concurrent limit applies, since counting may read every
+	// exec record of the container.
+	CountRunning func() int
 }
 
 // Verdicts.
@@ -84,9 +88,13 @@ func Decide(snap *conf.Snapshot, c *Container, proc *specs.Process) Decision {
 	}
 	var facts Facts
 	var spec *specs.Spec
-	running := 0
+	running := func() int { return 0 }
 	if c != nil {
-		facts, spec, running = c.Facts, c.Spec, c.RunningExecs
+		facts, spec = c.Facts, c.Spec
+		running = func() int { return c.RunningExecs }
+		if c.CountRunning != nil {
+			running = c.CountRunning
+		}
 	}
 	x := decider{e: effective(snap, &facts), req: proc}
 	e, d := &x.e, &x.d
@@ -183,7 +191,7 @@ func hint(rule, key, assign string) string {
 
 func (x *decider) src(k int) string { return x.e.trace.SetBy[k] }
 
-func (x *decider) checks(container string, running int) {
+func (x *decider) checks(container string, running func() int) {
 	e, req := &x.e, x.req
 	if len(req.Args) == 0 {
 		x.refuse("", "args", "exec with no command", "", "give the command to run")
@@ -200,10 +208,12 @@ func (x *decider) checks(container string, running int) {
 		r := x.src(KeyAllowTTY)
 		x.refuse(r, "allow_tty", "exec with a terminal (tty)", "", hint(r, "allow_tty", "allow_tty = true")+" or exec without a tty")
 	}
-	if e.MaxConcurrent > 0 && running >= e.MaxConcurrent {
-		r := x.src(KeyMaxConcurrent)
-		x.refuse(r, "max_concurrent", "exec", fmt.Sprintf(": %d execs already running in the container (limit %d)", running, e.MaxConcurrent),
-			"wait for one to end or "+hint(r, "max_concurrent", "max_concurrent higher"))
+	if e.MaxConcurrent > 0 {
+		if n := running(); n >= e.MaxConcurrent {
+			r := x.src(KeyMaxConcurrent)
+			x.refuse(r, "max_concurrent", "exec", fmt.Sprintf(": %d execs already running in the container (limit %d)", n, e.MaxConcurrent),
+				"wait for one to end or "+hint(r, "max_concurrent", "max_concurrent higher"))
+		}
 	}
 	x.checkUser()
 	x.checkPrivileged()

@@ -78,13 +78,14 @@ func (e *entry) execHook(spec wrappers.Spec) int {
 		facts = execpolicy.FactsFromAnnotations(a.ID, ann)
 	}
 	records, rerr := execpolicy.OpenRecords(e.stateDir)
-	running := 0
-	// Counting running execs reads every record of the container: only
-	// worth it when a max_concurrent limit applies to this container.
-	if pol, _ := execpolicy.Effective(snap, facts); rerr == nil && pol.MaxConcurrent > 0 {
-		running, _ = records.Running(a.ID, execpolicy.PidAlive)
+	countRunning := func() int {
+		if rerr != nil {
+			return 0
+		}
+		n, _ := records.Running(a.ID, execpolicy.PidAlive)
+		return n
 	}
-	d := safeDecide(snap, &execpolicy.Container{ID: a.ID, Spec: cspec, Facts: facts, RunningExecs: running}, &proc)
+	d := safeDecide(snap, &execpolicy.Container{ID: a.ID, Spec: cspec, Facts: facts, CountRunning: countRunning}, &proc)
 	for _, w := range d.Warnings {
 		e.log.Warn(w)
 	}
