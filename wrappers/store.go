@@ -7,7 +7,6 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
-	"time"
 
 	"github.com/execguard/execguard/internal/safefile"
 )
@@ -130,27 +129,17 @@ func (s *Store) List() ([]Info, error) {
 	return out, nil
 }
 
-// Remove deletes every wrapper whose name is not in keep, plus temporary
-// files left by interrupted writes, and returns the names removed. Callers
-// decide what must stay (current snapshot, live pins, grace period).
-func (s *Store) Remove(keep map[string]bool) ([]string, error) {
-	ents, err := os.ReadDir(s.dir)
-	if err != nil {
-		if errors.Is(err, os.ErrNotExist) {
-			return nil, nil
-		}
-		return nil, fmt.Errorf("remove wrappers: %w", err)
-	}
+// Remove deletes the named wrappers and returns the names removed; a name
+// already gone counts as removed. Callers decide what may go (not current,
+// pinned by no live container, past its grace period): naming what goes,
+// rather than what stays, cannot remove a wrapper written meanwhile.
+func (s *Store) Remove(names ...string) ([]string, error) {
 	var removed []string
 	var errs []error
-	for _, e := range ents {
-		n := e.Name()
-		_, _, isWrapper := ParseName(n)
-		if keep[n] || (!isWrapper && !safefile.IsTemp(n)) {
+	for _, n := range names {
+		if _, _, ok := ParseName(n); !ok {
+			errs = append(errs, fmt.Errorf("remove wrapper %q: not a wrapper name", n))
 			continue
-		}
-		if !isWrapper && !staleTemp(e) {
-			continue // a concurrent Ensure may still be writing it
 		}
 		if err := os.Remove(s.Path(n)); err != nil && !errors.Is(err, os.ErrNotExist) {
 			errs = append(errs, fmt.Errorf("remove wrapper %s: %w", n, err))
@@ -166,9 +155,10 @@ func (s *Store) Remove(keep map[string]bool) ([]string, error) {
 	return removed, errors.Join(errs...)
 }
 
-// staleTemp reports whether a temporary file is old enough that no writer
-// can still be working on it.
-func staleTemp(e os.DirEntry) bool {
-	fi, err := e.Info()
-	return err == nil && time.Since(fi.ModTime()) > time.Minute
+// RemoveStaleTemps removes temporary files left by interrupted writes.
+func (s *Store) RemoveStaleTemps() error {
+	if err := safefile.RemoveStaleTemps(s.dir); err != nil {
+		return fmt.Errorf("remove wrapper temp files: %w", err)
+	}
+	return nil
 }

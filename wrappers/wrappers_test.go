@@ -280,15 +280,32 @@ func TestRemoveKeepsWhatMustStay(t *testing.T) {
 	a, _ := store.Ensure(Spec{Runtime: "runc", Path: "/a"})
 	b, _ := store.Ensure(Spec{Runtime: "runc", Path: "/b"})
 	os.WriteFile(store.Path("README"), []byte("not a wrapper"), 0o600)
-	removed, err := store.Remove(map[string]bool{a: true})
-	if err != nil || len(removed) != 1 || removed[0] != b {
-		t.Fatalf("Remove = %v, %v; want [%s]", removed, err, b)
+	removed, err := store.Remove(b, "README")
+	if err == nil || len(removed) != 1 || removed[0] != b {
+		t.Fatalf("Remove = %v, %v; want [%s] and an error for README", removed, err, b)
 	}
 	if store.Verify(a) != nil {
 		t.Fatal("kept wrapper is gone")
 	}
 	if _, err := os.Stat(store.Path("README")); err != nil {
 		t.Fatal("Remove deleted a file that is not a wrapper")
+	}
+
+	// Temporary files of interrupted writes go once no writer can still
+	// be working on them.
+	old, fresh := store.Path(".runc.x.tmp-1"), store.Path(".runc.y.tmp-2")
+	os.WriteFile(old, nil, 0o600)
+	os.WriteFile(fresh, nil, 0o600)
+	past := time.Now().Add(-2 * time.Minute)
+	os.Chtimes(old, past, past)
+	if err := store.RemoveStaleTemps(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(old); !errors.Is(err, os.ErrNotExist) {
+		t.Error("stale temp file kept")
+	}
+	if _, err := os.Stat(fresh); err != nil {
+		t.Error("fresh temp file removed: a writer may still be using it")
 	}
 }
 

@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -57,6 +58,42 @@ func WriteFile(path string, data []byte, perm os.FileMode) error {
 // WriteFile; listings skip such names and garbage collection removes them.
 func IsTemp(name string) bool {
 	return strings.HasPrefix(name, ".") && strings.Contains(name, ".tmp-")
+}
+
+// TempMaxAge is how old a temporary file must be before no WriteFile can
+// still be working on it. File ages are on the wall clock, like file times.
+const TempMaxAge = time.Minute
+
+// StaleTemp reports whether de is a temporary file of WriteFile old enough
+// to remove.
+func StaleTemp(de os.DirEntry) bool {
+	if !IsTemp(de.Name()) {
+		return false
+	}
+	fi, err := de.Info()
+	return err == nil && time.Since(fi.ModTime()) > TempMaxAge
+}
+
+// RemoveStaleTemps removes the stale temporary files in dir (a missing dir
+// has none).
+func RemoveStaleTemps(dir string) error {
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		if errors.Is(err, os.ErrNotExist) {
+			return nil
+		}
+		return err
+	}
+	var errs []error
+	for _, de := range ents {
+		if !StaleTemp(de) {
+			continue
+		}
+		if err := os.Remove(filepath.Join(dir, de.Name())); err != nil && !errors.Is(err, os.ErrNotExist) {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
 }
 
 // SyncDir fsyncs a directory so that a rename or unlink in it is durable.

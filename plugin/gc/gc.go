@@ -13,7 +13,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"path/filepath"
 	"sort"
 	"sync"
 	"time"
@@ -22,7 +21,6 @@ import (
 
 	"github.com/execguard/execguard/conf"
 	"github.com/execguard/execguard/execpolicy"
-	"github.com/execguard/execguard/internal/safefile"
 	"github.com/execguard/execguard/plugin/metrics"
 	"github.com/execguard/execguard/wrappers"
 )
@@ -122,6 +120,7 @@ func (c *Collector) Run() (Result, error) {
 		errs = append(errs, err)
 	}
 	onDisk := map[string]bool{}
+	var due []string
 	left := 0
 	for _, w := range infos {
 		onDisk[w.Name] = true
@@ -140,21 +139,27 @@ func (c *Collector) Run() (Result, error) {
 			left++
 			continue
 		}
-		if err := os.Remove(store.Path(w.Name)); err != nil && !errors.Is(err, os.ErrNotExist) {
-			errs = append(errs, fmt.Errorf("gc: wrapper %s: %w", w.Name, err))
-			left++
-			continue
-		}
-		delete(c.marked, w.Name)
-		log.WithFields(logrus.Fields{"wrapper": w.Name, "runtime": w.Runtime, "unreferenced_since": since}).Info("gc: removed an unreferenced wrapper")
-		res.Wrappers = append(res.Wrappers, w.Name)
+		due = append(due, w.Name)
+	}
+	removed, err := store.Remove(due...)
+	if err != nil {
+		errs = append(errs, fmt.Errorf("gc: %w", err))
+	}
+	left += len(due) - len(removed)
+	for _, name := range removed {
+		runtime, _, _ := wrappers.ParseName(name)
+		log.WithFields(logrus.Fields{"wrapper": name, "runtime": runtime, "unreferenced_since": c.marked[name]}).Info("gc: removed an unreferenced wrapper")
+		delete(c.marked, name)
+		res.Wrappers = append(res.Wrappers, name)
 	}
 	for name := range c.marked {
 		if !onDisk[name] {
 			delete(c.marked, name)
 		}
 	}
-	errs = append(errs, removeStaleTemps(wrappers.Dir(stateDir)))
+	if err := store.RemoveStaleTemps(); err != nil {
+		errs = append(errs, fmt.Errorf("gc: %w", err))
+	}
 
 	if synced {
 		for _, id := range factIDs {
@@ -188,34 +193,4 @@ func pinGone(p wrappers.Pin, synced bool, now time.Time, grace time.Duration) bo
 	}
 	_, err := os.Lstat(p.Bundle)
 	return errors.Is(err, os.ErrNotExist)
-}
-
-// staleTempAge is how old a temporary file must be before no writer can
-// still be working on it.
-const staleTempAge = time.Minute
-
-// removeStaleTemps removes temporary files left in dir by interrupted
-// atomic writes.
-func removeStaleTemps(dir string) error {
-	ents, err := os.ReadDir(dir)
-	if err != nil {
-		if errors.Is(err, os.ErrNotExist) {
-			return nil
-		}
-		return fmt.Errorf("gc: %w", err)
-	}
-	var errs []error
-	for _, e := range ents {
-		if !safefile.IsTemp(e.Name()) {
-			continue
-		}
-		fi, err := e.Info()
-		if err != nil || time.Since(fi.ModTime()) < staleTempAge {
-			continue
-		}
-		if err := os.Remove(filepath.Join(dir, e.Name())); err != nil && !errors.Is(err, os.ErrNotExist) {
-			errs = append(errs, fmt.Errorf("gc: %w", err))
-		}
-	}
-	return errors.Join(errs...)
 }

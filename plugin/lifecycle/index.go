@@ -147,11 +147,6 @@ func stampOf(fi os.FileInfo) stamp {
 	return stamp{ino: st.Ino, mtime: fi.ModTime().UnixNano()}
 }
 
-// staleTemp is how old a temporary file left by an interrupted write must
-// be before it is removed: no writer can still be working on it. File ages
-// are measured on the wall clock, like the file times themselves.
-const staleTemp = time.Minute
-
 // scan brings the index up to date with the record directory. A full
 // scan reads every record; otherwise only the container directories whose
 // stamp changed are listed, and only the records whose stamp changed read.
@@ -212,7 +207,7 @@ func (m *Manager) relist(cid string, c *ctr) bool {
 	for _, de := range ents {
 		name := de.Name()
 		if safefile.IsTemp(name) {
-			if fi, err := de.Info(); err == nil && time.Since(fi.ModTime()) > staleTemp {
+			if safefile.StaleTemp(de) {
 				if err := os.Remove(filepath.Join(dir, name)); err != nil && !errors.Is(err, os.ErrNotExist) {
 					m.log.WithError(err).WithField("container", cid).Warn("remove temporary file")
 				}
