@@ -326,7 +326,7 @@ func (e *entry) runChild(spec wrappers.Spec, args []string, tail *tailBuffer) (i
 	if tail != nil {
 		copied = make(chan struct{})
 		go func() {
-			io.Copy(teeWriter{os.Stderr, tail}, r)
+			io.Copy(io.MultiWriter(tail, os.Stderr), r)
 			close(copied)
 		}()
 	}
@@ -453,14 +453,4 @@ func (t *tailBuffer) String() string {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	return string(t.b)
-}
-
-type teeWriter struct {
-	out  *os.File
-	tail *tailBuffer
-}
-
-func (w teeWriter) Write(p []byte) (int, error) {
-	w.tail.Write(p)
-	return w.out.Write(p)
 }
