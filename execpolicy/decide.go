@@ -1,6 +1,7 @@
 package execpolicy
 
 import (
+	"encoding/json"
 	"fmt"
 	"path"
 	"slices"
@@ -24,6 +25,21 @@ type Container struct {
 	// when a max_concurrent limit applies, since counting may read every
 	// exec record of the container.
 	CountRunning func() int
+}
+
+// ParseContainerSpec decodes what the policy uses of a container's OCI
+// config.json: its process and its annotations. Skipping the rest (the
+// seccomp profile, mounts, resources) matters on the exec path, where the
+// entry point decodes it in a fresh process every time.
+func ParseContainerSpec(configJSON []byte) (*specs.Spec, error) {
+	var s struct {
+		Process     *specs.Process    `json:"process,omitempty"`
+		Annotations map[string]string `json:"annotations,omitempty"`
+	}
+	if err := json.Unmarshal(configJSON, &s); err != nil {
+		return nil, err
+	}
+	return &specs.Spec{Process: s.Process, Annotations: s.Annotations}, nil
 }
 
 // Verdicts.

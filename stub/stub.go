@@ -14,7 +14,6 @@
 package stub
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -30,6 +29,7 @@ import (
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 
 	"github.com/execguard/execguard/conf"
+	"github.com/execguard/execguard/execpolicy"
 	"github.com/execguard/execguard/wrappers"
 )
 
@@ -387,23 +387,17 @@ func inheritable(fd int) bool {
 	return errno == 0 && r&syscall.FD_CLOEXEC == 0
 }
 
-// readSpec reads what execguard uses of a bundle's config.json: the
-// container's process and its annotations. Decoding only those skips the
-// large linux section (seccomp profile, mounts, resources): on the exec
-// path that halves the time spent reading the spec in a fresh process.
+// readSpec reads what the policy uses of a bundle's config.json.
 func readSpec(path string) (*specs.Spec, error) {
 	b, err := os.ReadFile(path)
 	if err != nil {
 		return nil, err
 	}
-	var s struct {
-		Process     *specs.Process    `json:"process,omitempty"`
-		Annotations map[string]string `json:"annotations,omitempty"`
-	}
-	if err := json.Unmarshal(b, &s); err != nil {
+	s, err := execpolicy.ParseContainerSpec(b)
+	if err != nil {
 		return nil, fmt.Errorf("%s: %w", path, err)
 	}
-	return &specs.Spec{Process: s.Process, Annotations: s.Annotations}, nil
+	return s, nil
 }
 
 func fileSize(path string) int64 {

@@ -209,11 +209,11 @@ func pinnedSpec(stateDir, id string) (*specs.Spec, error) {
 	if err != nil {
 		return nil, fmt.Errorf("container spec: %w", err)
 	}
-	var s specs.Spec
-	if err := json.Unmarshal(b, &s); err != nil {
+	s, err := execpolicy.ParseContainerSpec(b)
+	if err != nil {
 		return nil, fmt.Errorf("container spec %s: %w", pin.Bundle, err)
 	}
-	return &s, nil
+	return s, nil
 }
 
 func printExplain(w io.Writer, snap *conf.Snapshot, from string, c *execpolicy.Container, proc *specs.Process, d execpolicy.Decision, tr execpolicy.Trace, notes []string) {
