@@ -14,7 +14,7 @@ all: build
 
 build:
 	$(GO) build -trimpath -ldflags '-s -w' -o $(BIN)/nri-execguard ./plugin/cmd/nri-execguard
-	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '-s -w' -o $(BIN)/execguard-runtime ./stub/cmd/execguard-runtime
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '-s -w' -o $(BIN)/containerd-shim-execguard-v2 ./stub/cmd/containerd-shim-execguard-v2
 
 # What the tests and the demo need on this machine (root): runc and
 # busybox-static from apt, containerd/ctr/crictl built from the Go module

@@ -100,18 +100,30 @@ var ErrNoSnapshot = errors.New("no snapshot published")
 // LoadCurrent reads the current snapshot under stateDir and verifies its
 // digest. It wraps ErrNoSnapshot when none was published.
 func LoadCurrent(stateDir string) (*Snapshot, error) {
+	d, err := CurrentDigest(stateDir)
+	if err != nil {
+		return nil, err
+	}
+	return LoadSnapshot(stateDir, d)
+}
+
+// CurrentDigest reads which snapshot is current under stateDir: one small
+// file, so that a long-lived reader (the shim) can tell on every request
+// whether its cached snapshot is still current. It wraps ErrNoSnapshot
+// when none was published.
+func CurrentDigest(stateDir string) (string, error) {
 	cur, err := safefile.ReadFile(filepath.Join(stateDir, currentFile), 128)
 	if err != nil {
 		if errors.Is(err, os.ErrNotExist) {
-			return nil, fmt.Errorf("%s: %w", stateDir, ErrNoSnapshot)
+			return "", fmt.Errorf("%s: %w", stateDir, ErrNoSnapshot)
 		}
-		return nil, fmt.Errorf("current snapshot: %w", err)
+		return "", fmt.Errorf("current snapshot: %w", err)
 	}
 	d := strings.TrimSpace(string(cur))
 	if _, _, ok := wrappers.ParseName("s." + d); !ok {
-		return nil, fmt.Errorf("current snapshot: %q is not a digest", d)
+		return "", fmt.Errorf("current snapshot: %q is not a digest", d)
 	}
-	return LoadSnapshot(stateDir, d)
+	return d, nil
 }
 
 // LoadSnapshot reads the published snapshot with digest d.

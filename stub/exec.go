@@ -1,255 +1,335 @@
 package stub
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"os"
-	"path/filepath"
-	"reflect"
-	"strconv"
-	"strings"
+	"sync"
+	"syscall"
 	"time"
 
+	eventstypes "github.com/containerd/containerd/api/events"
+	taskAPI "github.com/containerd/containerd/api/runtime/task/v3"
+	"github.com/containerd/errdefs"
+	"github.com/containerd/errdefs/pkg/errgrpc"
+	"github.com/containerd/log"
+	"github.com/moby/sys/signal"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"google.golang.org/protobuf/types/known/anypb"
+	"google.golang.org/protobuf/types/known/emptypb"
 
 	"github.com/execguard/execguard/conf"
 	"github.com/execguard/execguard/execpolicy"
-	"github.com/execguard/execguard/wrappers"
 )
 
-// decide is the policy decision; tests replace it to inject a verdict.
-var decide = execpolicy.Decide
+type execKey struct{ cid, eid string }
 
-// execHook handles `exec --process FILE`: it decides the exec under the
-// current policy, records the decision, then refuses it or runs the runtime
-// (as a child, so that the record can be completed) with the process as
-// decided.
-func (e *entry) execHook(spec wrappers.Spec) int {
-	a := e.args
-	requested := time.Now().UTC()
-	snap, err := e.snapshot()
-	if errors.Is(err, conf.ErrNoSnapshot) {
-		e.log.Warn(fmt.Sprintf("execguard: no configuration published under %s: exec into %s runs without exec policy", e.stateDir, a.ID))
-		return e.passThrough(spec, a.Argv)
-	}
-	if err != nil {
-		// A publish may have switched "current" under us: read it once more.
-		snap, err = conf.LoadCurrent(e.stateDir)
-	}
-	if err != nil {
-		e.log.Error(fmt.Sprintf("execguard: exec into %s refused: exec policy unavailable: %v", a.ID, err))
-		return 1
-	}
+// execution is an exec the shim let through, until containerd deletes it.
+type execution struct {
+	c *container
+	// reserved says the exec still counts against max_concurrent.
+	reserved bool
+	exited   bool
+	// Limits, zero when none applies (or in audit mode).
+	maxDuration time.Duration
+	killSignal  syscall.Signal
+	killGrace   time.Duration
+	timer       *time.Timer
+}
 
-	// The container's bundle is the directory of --log (the shim's working
-	// directory is the pod sandbox's bundle, not this container's).
-	bundle := ""
+// processSummary is what a record keeps of the process that ran.
+type processSummary struct {
+	args []string
+	cwd  string
+	tty  bool
+	user string
+}
+
+func summarize(p *specs.Process) *processSummary {
+	return &processSummary{args: p.Args, cwd: p.Cwd, tty: p.Terminal, user: fmt.Sprintf("%d:%d", p.User.UID, p.User.GID)}
+}
+
+// Exec decides the exec under the current policy, then refuses it, or
+// lets runc's shim create it as requested or as adjusted.
+func (s *service) Exec(ctx context.Context, r *taskAPI.ExecProcessRequest) (*emptypb.Empty, error) {
+	c := s.container(r.ID)
+	if c == nil {
+		// Not created by this shim instance: runc's shim answers (not found).
+		return s.TTRPCTaskService.Exec(ctx, r)
+	}
+	s.ensureWrapper(ctx, r.ID)
+	spec, err := s.admit(ctx, c, r)
+	if err != nil {
+		return nil, err
+	}
+	if spec != nil {
+		r.Spec = spec
+	}
+	resp, err := s.TTRPCTaskService.Exec(ctx, r)
+	if err != nil {
+		k := execKey{r.ID, r.ExecID}
+		s.release(k, true)
+		s.records.update(k.cid, k.eid, failed(err, s.now().UTC()))
+	}
+	return resp, err
+}
+
+// admit decides one exec and, when it may run, reserves its place under
+// max_concurrent. It returns the process to run instead of the request's
+// (nil: unchanged) or the refusal. A panic in execguard's code refuses
+// the exec; it never reaches the shim.
+func (s *service) admit(ctx context.Context, c *container, r *taskAPI.ExecProcessRequest) (spec *anypb.Any, err error) {
+	lg := log.G(ctx).WithField("container", r.ID).WithField("exec", r.ExecID)
+	defer func() {
+		if p := recover(); p != nil {
+			lg.Errorf("execguard: panic deciding exec: %v", p)
+			spec, err = nil, refusal(fmt.Sprintf("execguard: exec into %s refused: internal error in exec policy: %v", r.ID, p))
+		}
+	}()
+	requested := s.now().UTC()
+	proc, err := decodeProcess(r.Spec)
+	if err != nil {
+		return nil, errgrpc.ToGRPCf(errdefs.ErrInvalidArgument, "execguard: exec into %s: %v", r.ID, err)
+	}
+	snap, err := s.snapshots.current()
 	switch {
-	case a.Log != "":
-		bundle = filepath.Dir(a.Log)
-	case a.PidFile != "":
-		bundle = filepath.Dir(a.PidFile)
+	case err == nil:
+	case errors.Is(err, conf.ErrNoSnapshot):
+		// No policy was ever published: execguard must not break execs
+		// before the plugin first runs. Decide allows, with a warning.
+		snap = nil
+	default:
+		return nil, refusal(fmt.Sprintf("execguard: exec into %s refused: exec policy unavailable: %v", r.ID, err))
 	}
-	var cspec *specs.Spec
-	if bundle != "" {
-		if cspec, err = readSpec(filepath.Join(bundle, "config.json")); err != nil {
-			e.log.Warn(fmt.Sprintf("execguard: exec into %s: container spec unknown: %v", a.ID, err))
-		}
-	}
-	raw, err := os.ReadFile(a.Process)
-	if err != nil {
-		e.log.Error(fmt.Sprintf("execguard: exec into %s refused: cannot read the process to run: %v", a.ID, err))
-		return 1
-	}
-	var proc, orig specs.Process
-	if err := json.Unmarshal(raw, &proc); err != nil {
-		e.log.Error(fmt.Sprintf("execguard: exec into %s refused: process %s: %v", a.ID, a.Process, err))
-		return 1
-	}
-	json.Unmarshal(raw, &orig) // a pristine copy, in case the decision edits proc in place
+	facts := s.facts(c)
 
-	facts, err := execpolicy.OpenFactsExisting(e.stateDir).Read(a.ID)
-	if err != nil {
-		var ann map[string]string
-		if cspec != nil {
-			ann = cspec.Annotations
-		}
-		facts = execpolicy.FactsFromAnnotations(a.ID, ann)
+	c.mu.Lock()
+	d := s.decide(snap, &execpolicy.Container{ID: c.id, Spec: c.spec, Facts: facts, RunningExecs: c.running}, proc)
+	if d.Allowed {
+		c.running++
 	}
-	records, rerr := execpolicy.OpenRecords(e.stateDir)
-	countRunning := func() int {
-		if rerr != nil {
-			return 0
-		}
-		n, _ := records.Running(a.ID, execpolicy.PidAlive)
-		return n
-	}
-	d := safeDecide(snap, &execpolicy.Container{ID: a.ID, Spec: cspec, Facts: facts, CountRunning: countRunning}, &proc)
+	c.mu.Unlock()
+
 	for _, w := range d.Warnings {
-		e.log.Warn(w)
+		lg.Warn("execguard: " + w)
 	}
-
-	eid := execID(a.PidFile, requested)
-	update := func(fn func(*execpolicy.Record)) {
-		err := rerr
-		if err == nil {
-			_, err = records.Update(a.ID, eid, func(r *execpolicy.Record) error { fn(r); return nil })
-		}
-		if err != nil {
-			e.log.Warn(fmt.Sprintf("execguard: exec %s/%s: record not written: %v", a.ID, eid, err))
-		}
-	}
-	// decided fills the decision into the exec's record. A record that
-	// already carries a verdict belongs to an earlier exec with the same id
-	// (ctr lets users choose ids): it starts over.
-	decided := func(r *execpolicy.Record, p *specs.Process) {
-		if r.Verdict != "" {
-			*r = execpolicy.Record{ContainerID: r.ContainerID, ExecID: r.ExecID}
-		}
-		r.Namespace, r.Pod, r.Container = facts.Namespace, facts.Pod, facts.Container
-		r.Args, r.Cwd, r.TTY = p.Args, p.Cwd, p.Terminal
-		r.User = fmt.Sprintf("%d:%d", p.User.UID, p.User.GID)
-		r.Verdict, r.Audit, r.Rule, r.Check, r.Reason = d.Verdict, d.Audit, d.Rule, d.Check, d.Reason
-		r.Adjustments, r.PolicyDigest, r.RequestedAt = d.Adjustments, d.PolicyDigest, requested
-		if !d.Audit { // audit mode enforces nothing, limits included
-			r.MaxDuration, r.KillSignal, r.KillGrace = d.Policy.MaxDuration, d.Policy.KillSignal, d.Policy.KillGrace
-		}
-	}
-
-	if !d.Allowed {
-		if d.Reason == "" {
-			d.Reason = fmt.Sprintf("execguard: exec into %s refused by rule %q", a.ID, d.Rule)
-		}
-		update(func(r *execpolicy.Record) {
-			decided(r, &orig)
-			r.State = execpolicy.StateRefused
-		})
-		e.log.Error(d.Reason)
-		return 1
-	}
-
 	run := d.Process
 	if run == nil {
-		run = &proc
+		run = proc
 	}
-	argv := a.Argv
-	if !reflect.DeepEqual(run, &orig) {
-		path, err := writeProcess(filepath.Dir(a.Process), run)
-		if err != nil {
-			// Running the request unchanged would bypass the adjustment.
-			e.log.Error(fmt.Sprintf("execguard: exec into %s refused: cannot write the adjusted process: %v", a.ID, err))
-			return 1
+	s.records.update(r.ID, r.ExecID, decided(&d, &facts, summarize(run), requested))
+	if !d.Allowed {
+		if d.Reason == "" {
+			d.Reason = fmt.Sprintf("execguard: exec into %s refused by rule %q", r.ID, d.Rule)
 		}
-		defer os.Remove(path)
-		argv = a.WithProcess(path)
+		lg.WithField("rule", d.Rule).WithField("check", d.Check).Info(d.Reason)
+		return nil, refusal(d.Reason)
 	}
+	e := &execution{c: c, reserved: true}
+	if !d.Audit && d.Policy.MaxDuration > 0 {
+		e.maxDuration, e.killGrace = d.Policy.MaxDuration.Std(), d.Policy.KillGrace.Std()
+		e.killSignal = syscall.SIGTERM
+		if sig, err := signal.ParseSignal(d.Policy.KillSignal); err == nil {
+			e.killSignal = sig
+		}
+	}
+	k := execKey{r.ID, r.ExecID}
+	s.mu.Lock()
+	if old := s.execs[k]; old != nil {
+		s.mu.Unlock()
+		s.unreserve(c)
+		// runc's shim refuses a duplicate id as well; say so first.
+		return nil, errgrpc.ToGRPCf(errdefs.ErrAlreadyExists, "id %s", r.ExecID)
+	}
+	s.execs[k] = e
+	s.mu.Unlock()
 
-	// The record is written once, while the runtime runs: the fsynced
-	// write stays off the exec's critical path. Its pid is in the shim's
-	// pid file (PidFile) once the runtime started the process; the plugin
-	// copies it in from /tasks/exec-started. The plugin may have seen
-	// exec-added, exec-started or even the exit by the time this write
-	// lands: Update merges under the record lock, and the state only moves
-	// forward.
-	written := make(chan struct{})
-	go func() {
-		defer close(written)
-		update(func(r *execpolicy.Record) {
-			decided(r, run)
-			r.PidFile = a.PidFile
-			if r.State == "" {
-				r.State = execpolicy.StateCreated
-			}
-		})
-	}()
-	logSize := fileSize(a.Log)
-	code, err := e.runChild(spec, argv, nil)
-	<-written
+	if run == proc {
+		return nil, nil
+	}
+	b, err := json.Marshal(run)
 	if err != nil {
-		code = 1
-		e.log.Error(fmt.Sprintf("execguard: exec into %s: %v", a.ID, err))
+		s.release(k, true)
+		return nil, refusal(fmt.Sprintf("execguard: exec into %s refused: cannot encode the adjusted process: %v", r.ID, err))
 	}
-	if code == 0 {
-		return 0
-	}
-	now := time.Now().UTC()
-	failure := fmt.Sprintf("runtime exec failed (exit status %d)", code)
-	if msg := lastError(readFrom(a.Log, logSize)); msg != "" {
-		failure += ": " + msg
-	}
-	update(func(r *execpolicy.Record) { // the decision is in already
-		if r.State == "" || r.State == execpolicy.StateCreated {
-			r.State = execpolicy.StateExited
-		}
-		if r.ExitedAt.IsZero() {
-			r.ExitedAt = now
-		}
-		if r.Reason != "" {
-			failure = r.Reason + "; " + failure
-		}
-		r.Reason = failure
-	})
-	return code
+	return &anypb.Any{TypeUrl: r.Spec.GetTypeUrl(), Value: b}, nil
 }
 
-// safeDecide calls decide; a panic in the policy engine refuses the exec
-// rather than crashing the call with a stack trace the user cannot read.
-func safeDecide(snap *conf.Snapshot, c *execpolicy.Container, p *specs.Process) (d execpolicy.Decision) {
-	defer func() {
-		if r := recover(); r != nil {
-			d = execpolicy.Decision{
-				Verdict: execpolicy.VerdictRefuse, Rule: "internal", Check: "panic",
-				Reason: fmt.Sprintf("execguard: exec into %s refused: internal error in exec policy: %v", c.ID, r),
-			}
-			if snap != nil {
-				d.PolicyDigest = snap.Digest
-			}
-		}
-	}()
-	return decide(snap, c, p)
+// refusal is the error every client shows for a refused exec:
+// crictl `... failed to create exec "<id>": <msg>: permission denied`,
+// ctr `ctr: <msg>: permission denied`.
+func refusal(msg string) error {
+	return errgrpc.ToGRPCf(errdefs.ErrPermissionDenied, "%s", msg)
 }
 
-// execID is the exec id containerd chose: the --pid-file base name without
-// ".pid". Without a pid file the exec gets a time-based id.
-func execID(pidFile string, t time.Time) string {
-	if pidFile != "" {
-		return strings.TrimSuffix(filepath.Base(pidFile), ".pid")
+// facts returns what the plugin recorded of the container (pod labels and
+// annotations), else what CRI's annotations in its spec say. The plugin
+// writes the facts before containerd creates the container, so a copy read
+// once stays right; without one it is looked for again on the next exec.
+func (s *service) facts(c *container) execpolicy.Facts {
+	c.mu.Lock()
+	f := c.facts
+	c.mu.Unlock()
+	if f != nil {
+		return *f
 	}
-	return "exec-" + strconv.FormatInt(t.UnixNano(), 36)
-}
-
-// writeProcess writes p to a new 0600 file in dir and returns its path.
-func writeProcess(dir string, p *specs.Process) (string, error) {
-	b, err := json.Marshal(p)
+	got, err := execpolicy.OpenFactsExisting(s.stateDir).Read(c.id)
 	if err != nil {
-		return "", err
+		var ann map[string]string
+		if c.spec != nil {
+			ann = c.spec.Annotations
+		}
+		return execpolicy.FactsFromAnnotations(c.id, ann)
 	}
-	f, err := os.CreateTemp(dir, "execguard-process-")
-	if err != nil {
-		return "", err
-	}
-	if _, err := f.Write(b); err != nil {
-		f.Close()
-		os.Remove(f.Name())
-		return "", err
-	}
-	if err := f.Close(); err != nil {
-		os.Remove(f.Name())
-		return "", err
-	}
-	return f.Name(), nil
+	c.mu.Lock()
+	c.facts = &got
+	c.mu.Unlock()
+	return got
 }
 
-// lastError returns the msg of the last error line in runc-format JSON log
-// lines.
-func lastError(lines string) string {
-	msg := ""
-	for _, l := range strings.Split(lines, "\n") {
-		var v line
-		if json.Unmarshal([]byte(l), &v) == nil && v.Level == "error" {
-			msg = v.Msg
+// execStarted records an exec's start and arms its max_duration timer, or
+// records why it did not start.
+func (s *service) execStarted(ctx context.Context, k execKey, resp *taskAPI.StartResponse, err error) {
+	now := s.now().UTC()
+	if err != nil {
+		s.release(k, true)
+		s.records.update(k.cid, k.eid, failed(err, now))
+		return
+	}
+	s.records.update(k.cid, k.eid, started(int(resp.GetPid()), now))
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	e := s.execs[k]
+	if e == nil || e.exited || e.maxDuration <= 0 {
+		return
+	}
+	e.timer = time.AfterFunc(e.maxDuration, func() { s.overtime(k, e.killSignal, e.killGrace) })
+}
+
+// overtime signals an exec that ran past max_duration, then SIGKILLs it
+// after the grace period if it is still there.
+func (s *service) overtime(k execKey, sig syscall.Signal, grace time.Duration) {
+	s.mu.Lock()
+	e := s.execs[k]
+	if e == nil || e.exited {
+		s.mu.Unlock()
+		return
+	}
+	s.mu.Unlock()
+	lg := log.G(s.ctx).WithField("container", k.cid).WithField("exec", k.eid)
+	if sig != syscall.SIGKILL {
+		s.records.update(k.cid, k.eid, killed("max_duration"))
+		lg.WithField("signal", sig.String()).Info("execguard: exec ran past max_duration: signalled")
+		s.signal(k, sig)
+		s.mu.Lock()
+		if !e.exited {
+			e.timer = time.AfterFunc(grace, func() { s.overtime(k, syscall.SIGKILL, 0) })
+		}
+		s.mu.Unlock()
+		return
+	}
+	s.records.update(k.cid, k.eid, killed("max_duration"))
+	lg.Info("execguard: exec still running after kill_grace: SIGKILL")
+	s.signal(k, syscall.SIGKILL)
+}
+
+func (s *service) signal(k execKey, sig syscall.Signal) {
+	_, err := s.TTRPCTaskService.Kill(s.ctx, &taskAPI.KillRequest{ID: k.cid, ExecID: k.eid, Signal: uint32(sig)})
+	if err != nil && !errdefs.IsNotFound(errgrpc.ToNative(err)) {
+		log.G(s.ctx).WithField("container", k.cid).WithField("exec", k.eid).WithError(err).Warn("execguard: cannot signal exec")
+	}
+}
+
+// execExited sees every exit the runc task service publishes. An exec's
+// exit frees its place and stops its timer.
+func (s *service) execExited(ev *eventstypes.TaskExit) {
+	if ev.ID == ev.ContainerID || ev.ID == "" {
+		return // the container's own process
+	}
+	k := execKey{ev.ContainerID, ev.ID}
+	s.mu.Lock()
+	e := s.execs[k]
+	if e != nil {
+		e.exited = true
+		if e.timer != nil {
+			e.timer.Stop()
 		}
 	}
-	return msg
+	s.mu.Unlock()
+	if e == nil {
+		return
+	}
+	s.release(k, false)
+	t := ev.ExitedAt.AsTime().UTC()
+	if ev.ExitedAt == nil {
+		t = s.now().UTC()
+	}
+	s.records.update(k.cid, k.eid, exited(int(ev.ExitStatus), t))
+}
+
+// execDeleted forgets an exec containerd deleted.
+func (s *service) execDeleted(k execKey) {
+	s.release(k, true)
+}
+
+// release frees the exec's max_concurrent place once; forget also drops
+// the exec.
+func (s *service) release(k execKey, forget bool) {
+	s.mu.Lock()
+	e := s.execs[k]
+	if e == nil {
+		s.mu.Unlock()
+		return
+	}
+	wasReserved := e.reserved
+	e.reserved = false
+	if forget {
+		if e.timer != nil {
+			e.timer.Stop()
+		}
+		delete(s.execs, k)
+	}
+	s.mu.Unlock()
+	if wasReserved {
+		s.unreserve(e.c)
+	}
+}
+
+func (s *service) unreserve(c *container) {
+	c.mu.Lock()
+	if c.running > 0 {
+		c.running--
+	}
+	c.mu.Unlock()
+}
+
+// snapshotCache keeps the current snapshot and reloads it when "current"
+// names another one: one small file read per exec, so a policy the plugin
+// publishes applies to the next exec of every running shim.
+type snapshotCache struct {
+	stateDir string
+	mu       sync.Mutex
+	snap     *conf.Snapshot
+}
+
+func (c *snapshotCache) current() (*conf.Snapshot, error) {
+	d, err := conf.CurrentDigest(c.stateDir)
+	if err != nil {
+		return nil, err
+	}
+	c.mu.Lock()
+	snap := c.snap
+	c.mu.Unlock()
+	if snap != nil && snap.Digest == d {
+		return snap, nil
+	}
+	snap, err = conf.LoadSnapshot(c.stateDir, d)
+	if err != nil {
+		return nil, err
+	}
+	c.mu.Lock()
+	c.snap = snap
+	c.mu.Unlock()
+	return snap, nil
 }

@@ -7,6 +7,8 @@ package wrappers
 import (
 	"crypto/sha256"
 	"encoding/hex"
+	"os/exec"
+	"path/filepath"
 	"strings"
 )
 
@@ -69,3 +71,17 @@ func (s Spec) Content() []byte { return Render(s.Path, s.Args) }
 
 // Name is the wrapper file name for s.
 func (s Spec) Name() string { return Name(s.Runtime, s.Content()) }
+
+// FallbackSpec is the runtime of a container created while no
+// configuration was ever published: runc, found on PATH. It is pinned
+// like any other, so the container keeps it after a config appears.
+func FallbackSpec() Spec {
+	path, err := exec.LookPath("runc")
+	if err != nil {
+		path = "/usr/bin/runc"
+	}
+	if abs, err := filepath.Abs(path); err == nil {
+		path = abs
+	}
+	return Spec{Runtime: "runc", Path: path}
+}

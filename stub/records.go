@@ -1,0 +1,162 @@
+package stub
+
+import (
+	"context"
+	"sync"
+	"time"
+
+	"github.com/containerd/log"
+
+	"github.com/execguard/execguard/execpolicy"
+)
+
+// recordWriter writes exec records off the exec path, in the order the
+// shim saw things happen. Every record write is fsynced (milliseconds on a
+// busy disk): done inline it would slow every exec. Each update is a merge
+// function applied under the record's lock, so the plugin's audit markers
+// survive, and they only move a record forward.
+type recordWriter struct {
+	stateDir string
+
+	mu      sync.Mutex
+	queue   []recordUpdate
+	running bool
+	idle    *sync.Cond
+	store   *execpolicy.RecordStore
+}
+
+type recordUpdate struct {
+	cid, eid string
+	fn       func(*execpolicy.Record)
+}
+
+func newRecordWriter(stateDir string) *recordWriter {
+	w := &recordWriter{stateDir: stateDir}
+	w.idle = sync.NewCond(&w.mu)
+	return w
+}
+
+// update queues fn for the record of exec eid in container cid.
+func (w *recordWriter) update(cid, eid string, fn func(*execpolicy.Record)) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.queue = append(w.queue, recordUpdate{cid, eid, fn})
+	if !w.running {
+		w.running = true
+		go w.drain()
+	}
+}
+
+func (w *recordWriter) drain() {
+	for {
+		w.mu.Lock()
+		if len(w.queue) == 0 {
+			w.running = false
+			w.idle.Broadcast()
+			w.mu.Unlock()
+			return
+		}
+		u := w.queue[0]
+		w.queue[0] = recordUpdate{}
+		w.queue = w.queue[1:]
+		w.mu.Unlock()
+		w.write(u)
+	}
+}
+
+func (w *recordWriter) write(u recordUpdate) {
+	lg := log.L.WithField("container", u.cid).WithField("exec", u.eid)
+	if w.store == nil { // only drain touches store: no lock needed
+		s, err := execpolicy.OpenRecords(w.stateDir)
+		if err != nil {
+			lg.WithError(err).Warn("execguard: exec record not written")
+			return
+		}
+		w.store = s
+	}
+	_, err := w.store.Update(u.cid, u.eid, func(r *execpolicy.Record) error { u.fn(r); return nil })
+	if err != nil {
+		lg.WithError(err).Warn("execguard: exec record not written")
+	}
+}
+
+// flush waits until every queued update is written, or ctx ends.
+func (w *recordWriter) flush(ctx context.Context) {
+	done := make(chan struct{})
+	go func() {
+		w.mu.Lock()
+		for w.running {
+			w.idle.Wait()
+		}
+		w.mu.Unlock()
+		close(done)
+	}()
+	select {
+	case <-done:
+	case <-ctx.Done():
+	}
+}
+
+// Record updates. Each is safe to apply in any order relative to the
+// plugin's reconciliation: a record's state only moves forward.
+
+// decided fills in the decision for an exec requested at t.
+func decided(d *execpolicy.Decision, f *execpolicy.Facts, p *processSummary, t time.Time) func(*execpolicy.Record) {
+	return func(r *execpolicy.Record) {
+		if r.Verdict != "" {
+			// A record that already carries a verdict belongs to an earlier
+			// exec with the same id (ctr lets users choose ids): start over.
+			*r = execpolicy.Record{ContainerID: r.ContainerID, ExecID: r.ExecID}
+		}
+		r.Namespace, r.Pod, r.Container = f.Namespace, f.Pod, f.Container
+		r.Args, r.Cwd, r.TTY, r.User = p.args, p.cwd, p.tty, p.user
+		r.Verdict, r.Audit, r.Rule, r.Check, r.Reason = d.Verdict, d.Audit, d.Rule, d.Check, d.Reason
+		r.Adjustments, r.PolicyDigest, r.RequestedAt = d.Adjustments, d.PolicyDigest, t
+		if !d.Audit { // audit mode enforces nothing, limits included
+			r.MaxDuration, r.KillSignal, r.KillGrace = d.Policy.MaxDuration, d.Policy.KillSignal, d.Policy.KillGrace
+		}
+		if d.Allowed {
+			r.State = execpolicy.StateCreated
+		} else {
+			r.State = execpolicy.StateRefused
+		}
+	}
+}
+
+// started records the exec's host pid.
+func started(pid int, t time.Time) func(*execpolicy.Record) {
+	return func(r *execpolicy.Record) {
+		r.Pid, r.StartedAt = pid, t
+		if r.State == "" || r.State == execpolicy.StateCreated {
+			r.State = execpolicy.StateRunning
+		}
+	}
+}
+
+// exited records the exit status the shim reaped. It wins over an
+// "unknown" exit the plugin may have reconciled meanwhile.
+func exited(status int, t time.Time) func(*execpolicy.Record) {
+	return func(r *execpolicy.Record) {
+		code := status
+		r.State, r.ExitCode, r.ExitedAt = execpolicy.StateExited, &code, t
+	}
+}
+
+// failed records an exec the runtime could not create or start.
+func failed(err error, t time.Time) func(*execpolicy.Record) {
+	return func(r *execpolicy.Record) {
+		if r.State != execpolicy.StateExited {
+			r.State, r.ExitedAt = execpolicy.StateExited, t
+		}
+		msg := "runtime failed: " + err.Error()
+		if r.Reason != "" {
+			msg = r.Reason + "; " + msg
+		}
+		r.Reason = msg
+	}
+}
+
+// killed records that execguard signalled the exec, and why.
+func killed(by string) func(*execpolicy.Record) {
+	return func(r *execpolicy.Record) { r.KilledBy = by }
+}
