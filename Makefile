@@ -8,7 +8,7 @@ PREFIX    ?= /usr/local
 GOFLAGS   ?= -buildvcs=false
 export GOFLAGS
 
-.PHONY: deps all build test lint e2e demo bench-runtime bench-e2e bench install clean fuzz
+.PHONY: deps all build test lint e2e demo bench-e2e bench install clean fuzz
 
 all: build
 
@@ -43,12 +43,9 @@ demo: build
 	bash test/e2e/setup.sh
 	$(GO) run -tags e2e ./test/demo
 
-bench-runtime: build
-	bash stub/bench/bench.sh
-
 bench-e2e: build
 	bash test/e2e/setup.sh
-	$(GO) test -tags e2e -count=1 -run '^$$' -bench BenchmarkExecLatency -benchtime 1x -v ./test/e2e/
+	$(GO) test -tags e2e -count=1 -run '^$$' -bench 'BenchmarkExecLatency|BenchmarkPodLifecycle' -benchtime 1x -v ./test/e2e/
 
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem ./...

@@ -19,12 +19,9 @@ type Container struct {
 	Spec *specs.Spec
 	// Facts come from the plugin, else from CRI's annotations in Spec.
 	Facts Facts
-	// RunningExecs is how many execs run in the container right now.
+	// RunningExecs is how many execs run in the container right now (the
+	// shim counts them in-process).
 	RunningExecs int
-	// CountRunning, when set, replaces RunningExecs: Decide calls it only
-	// when a max_concurrent limit applies, since counting may read every
-	// exec record of the container.
-	CountRunning func() int
 }
 
 // ParseContainerSpec decodes what the policy uses of a container's OCI
@@ -108,9 +105,6 @@ func Decide(snap *conf.Snapshot, c *Container, proc *specs.Process) Decision {
 	if c != nil {
 		facts, spec = c.Facts, c.Spec
 		running = func() int { return c.RunningExecs }
-		if c.CountRunning != nil {
-			running = c.CountRunning
-		}
 	}
 	x := decider{e: effective(snap, &facts), req: proc}
 	e, d := &x.e, &x.d

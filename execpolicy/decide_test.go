@@ -480,19 +480,22 @@ max_duration = "5m"
 	}
 }
 
-// TestCountRunningOnlyWhenLimited: counting running execs may read every
-// record of the container, so Decide asks only when a limit applies.
-func TestCountRunningOnlyWhenLimited(t *testing.T) {
-	calls := 0
-	count := func() int { calls++; return 3 }
+// TestMaxConcurrentCountsRunningExecs: the limit refuses the exec that
+// would exceed it, and only when a limit applies.
+func TestMaxConcurrentCountsRunningExecs(t *testing.T) {
 	proc := &specs.Process{Args: []string{"ls"}, Cwd: "/"}
-
-	d := Decide(snapshot(t, ""), &Container{ID: "c1", CountRunning: count}, proc)
-	if !d.Allowed || calls != 0 {
-		t.Fatalf("no limit: allowed %v, counted %d times; want allowed, not counted", d.Allowed, calls)
-	}
-	d = Decide(snapshot(t, "[exec]\nmax_concurrent = 3"), &Container{ID: "c1", RunningExecs: 0, CountRunning: count}, proc)
-	if d.Allowed || d.Check != "max_concurrent" || calls != 1 {
-		t.Fatalf("limit 3 with 3 running: allowed %v check %q, counted %d times", d.Allowed, d.Check, calls)
+	for _, tc := range []struct {
+		config  string
+		running int
+		allowed bool
+	}{
+		{"", 100, true},
+		{"[exec]\nmax_concurrent = 3", 2, true},
+		{"[exec]\nmax_concurrent = 3", 3, false},
+	} {
+		d := Decide(snapshot(t, tc.config), &Container{ID: "c1", RunningExecs: tc.running}, proc)
+		if d.Allowed != tc.allowed || !tc.allowed && d.Check != "max_concurrent" {
+			t.Errorf("%q with %d running: allowed %v check %q, want allowed %v", tc.config, tc.running, d.Allowed, d.Check, tc.allowed)
+		}
 	}
 }

@@ -7,7 +7,6 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
-	"strconv"
 	"strings"
 	"time"
 
@@ -19,14 +18,15 @@ import (
 
 // Exec record states.
 const (
-	StateRefused = "refused" // the entry point refused it; it never ran
-	StateCreated = "created" // allowed (or exec-added seen), not started yet
+	StateRefused = "refused" // the shim refused it; it never ran
+	StateCreated = "created" // allowed, not started yet
 	StateRunning = "running" // started with a pid, not exited
 	StateExited  = "exited"  // exited; ExitCode nil means unknown
 )
 
-// Record is what execguard knows of one exec. The entry point writes the
-// decision; the plugin completes it from containerd's events.
+// Record is what execguard knows of one exec. The shim writes it from what
+// it sees first-hand (decision, start, pid, exit); the plugin adds its
+// audit markers, and closes records whose shim died.
 type Record struct {
 	ContainerID string `json:"container_id"`
 	ExecID      string `json:"exec_id"`
@@ -50,25 +50,18 @@ type Record struct {
 	PolicyDigest string    `json:"policy_digest,omitempty"`
 	RequestedAt  time.Time `json:"requested_at,omitzero"`
 
-	// Limits decided with the exec; the plugin enforces them.
+	// Limits decided with the exec; the shim enforces them.
 	MaxDuration conf.Duration `json:"max_duration,omitempty"`
 	KillSignal  string        `json:"kill_signal,omitempty"`
 	KillGrace   conf.Duration `json:"kill_grace,omitempty"`
 
-	State string `json:"state"`
-	Pid   int    `json:"pid,omitempty"`
-	// PidFile is the shim's pid file of the exec (<bundle>/<exec id>.pid):
-	// it holds the host pid from the runtime's start until containerd
-	// deletes the exec, so an exec counts as running before (or without)
-	// the plugin filling Pid in from /tasks/exec-started.
-	PidFile   string    `json:"pid_file,omitempty"`
+	State     string    `json:"state"`
+	Pid       int       `json:"pid,omitempty"`
 	StartedAt time.Time `json:"started_at,omitzero"`
 	ExitCode  *int      `json:"exit_code,omitempty"`
 	ExitedAt  time.Time `json:"exited_at,omitzero"`
 	// KilledBy says why execguard signalled the exec (e.g. "max_duration").
 	KilledBy string `json:"killed_by,omitempty"`
-	// MarkedAt is set by the first GC pass; the next pass removes it.
-	MarkedAt time.Time `json:"marked_at,omitzero"`
 	// LoggedDecision and LoggedExit are set by the plugin once it has
 	// counted the decision (or the exit) in its metrics and written it to
 	// the audit log, so that a restart neither repeats nor skips a line.
@@ -80,8 +73,8 @@ type Record struct {
 func (r *Record) Finished() bool { return r.State == StateRefused || r.State == StateExited }
 
 // RecordStore keeps exec records under <state_dir>/execs/<container>/<exec>.json.
-// Writers of one container serialize on a lock file, so the entry point and
-// the plugin can both update a record without losing either's fields.
+// Writers of one container serialize on a lock file, so the shim and the
+// plugin can both update a record without losing either's fields.
 type RecordStore struct {
 	dir string
 }
@@ -280,38 +273,6 @@ func (s *RecordStore) RemoveContainer(cid string) error {
 		return fmt.Errorf("remove exec records of %s: %w", cid, err)
 	}
 	return nil
-}
-
-// Running counts the execs of container cid that are running: not
-// finished, and whose pid still exists. alive reports whether a pid exists.
-func (s *RecordStore) Running(cid string, alive func(pid int) bool) (int, error) {
-	rs, err := s.List(cid)
-	n := 0
-	for i := range rs {
-		if r := &rs[i]; !r.Finished() {
-			if pid := r.HostPid(); pid > 0 && alive(pid) {
-				n++
-			}
-		}
-	}
-	return n, err
-}
-
-// HostPid is the exec's host pid: Pid, else the one in PidFile while the
-// shim keeps it, else 0.
-func (r *Record) HostPid() int {
-	if r.Pid > 0 || r.PidFile == "" {
-		return r.Pid
-	}
-	b, err := safefile.ReadFile(r.PidFile, 32)
-	if err != nil {
-		return 0
-	}
-	pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
-	if err != nil || pid <= 0 {
-		return 0
-	}
-	return pid
 }
 
 // PidAlive reports whether a process with pid exists.

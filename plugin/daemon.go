@@ -26,7 +26,6 @@ const (
 	DefaultConfDir    = "/etc/nri/conf.d"
 	DefaultPluginName = "execguard"
 	DefaultPluginIdx  = "10"
-	DefaultNamespace  = "k8s.io"
 )
 
 // Options configure the daemon.
@@ -40,10 +39,10 @@ type Options struct {
 	// Name and Idx register the plugin; a pre-registered plugin gets
 	// them from the runtime.
 	Name, Idx string
-	// ContainerdAddress and Namespace are for following exec events;
-	// an empty address disables the exec lifecycle manager.
+	// ContainerdAddress is containerd's socket, which the exec record
+	// manager lists containers from (record GC); empty disables the
+	// manager (audit log, exec metrics, record GC).
 	ContainerdAddress string
-	Namespace         string
 	Log               *logrus.Entry
 	// ReconnectMin and ReconnectMax bound the external plugin's backoff
 	// between connection attempts (defaults 500ms and 30s).
@@ -121,9 +120,6 @@ func (o Options) withDefaults() Options {
 	}
 	if o.SocketPath == "" {
 		o.SocketPath = api.DefaultSocketPath
-	}
-	if o.Namespace == "" {
-		o.Namespace = DefaultNamespace
 	}
 	if o.ReconnectMin <= 0 {
 		o.ReconnectMin = 500 * time.Millisecond
@@ -209,7 +205,7 @@ func (p *Plugin) runGC(ctx context.Context, now func() time.Time) {
 }
 
 // runServices starts what needs a configuration: the metrics endpoint and
-// the exec lifecycle manager. Changing [metrics] address needs a restart.
+// the exec record manager. Changing [metrics] address needs a restart.
 func (p *Plugin) runServices(ctx context.Context, o Options, reopen chan<- func() error) {
 	select {
 	case <-ctx.Done():

@@ -184,7 +184,7 @@ func (f *fakeRuntime) create(pod *api.PodSandbox, id, name string) string {
 	f.mu.Lock()
 	f.ctrs[id] = c
 	f.mu.Unlock()
-	return rpl.GetAdjust().GetAnnotations()[AnnotationRuntime]
+	return rpl.GetAdjust().GetAnnotations()[conf.RuntimeAnnotation]
 }
 
 func (f *fakeRuntime) remove(pod *api.PodSandbox, id string) {
@@ -282,7 +282,7 @@ func TestExternal(t *testing.T) {
 	p0 := pod("p0", map[string]string{"team": "a"}, "")
 	rt.pods[p0.Id] = p0
 	rt.ctrs["c0"] = &api.Container{Id: "c0", PodSandboxId: p0.Id, Name: "old",
-		Annotations: map[string]string{AnnotationRuntime: "crun"}, State: api.ContainerState_CONTAINER_RUNNING}
+		Annotations: map[string]string{conf.RuntimeAnnotation: "crun"}, State: api.ContainerState_CONTAINER_RUNNING}
 	rt.start()
 	front := filepath.Join(root, "nri.sock")
 	px := startProxy(t, front, rt.socket)
@@ -334,11 +334,11 @@ func TestExternal(t *testing.T) {
 		pod  *api.PodSandbox
 		want string
 	}{
-		{pod("p1", map[string]string{AnnotationRuntime: "crun"}, ""), "crun"},     // selectable
-		{pod("p2", map[string]string{AnnotationRuntime: "kata"}, ""), "runc"},     // not selectable: default
-		{pod("p3", map[string]string{AnnotationRuntime: "kata"}, "crun"), "crun"}, // not selectable: handler
-		{pod("p4", nil, "kata"), "kata"},                                          // handler
-		{pod("p5", nil, "io.containerd.runsc.v1"), "runc"},                        // unknown handler: default
+		{pod("p1", map[string]string{conf.RuntimeAnnotation: "crun"}, ""), "crun"}, // selectable: passed on
+		{pod("p2", map[string]string{conf.RuntimeAnnotation: "kata"}, ""), ""},     // not selectable: the shim chooses
+		{pod("p3", map[string]string{conf.RuntimeAnnotation: "kata"}, "crun"), ""}, // the handler's name does not matter
+		{pod("p4", nil, "kata"), ""}, // no request
+		{pod("p5", map[string]string{conf.RuntimeAnnotation: "crun"}, "kata"), "crun"}, // a request beats any handler
 	} {
 		rt.addPod(tc.pod)
 		id := "c-" + tc.pod.Id
@@ -372,7 +372,7 @@ func TestExternal(t *testing.T) {
 	rt.start()
 	px = startProxy(t, front, rt.socket)
 	rt.waitSynced()
-	p6 := pod("p6", map[string]string{AnnotationRuntime: "crun"}, "")
+	p6 := pod("p6", map[string]string{conf.RuntimeAnnotation: "crun"}, "")
 	rt.addPod(p6)
 	if got := rt.create(p6, "c-p6", "after-restart"); got != "crun" {
 		t.Fatalf("after the runtime restarted: injected runtime %q, want crun", got)
@@ -438,10 +438,11 @@ func TestPreRegistered(t *testing.T) {
 	if got := cur.Runtimes["runc"].Args; len(got) != 1 || got[0] != "--pre" {
 		t.Fatalf("published runc args %q, want [--pre]", got)
 	}
-	if f, ok := readFacts(t, stateDir, "c0"); !ok || f.Runtime != "kata" || f.RuntimeHandler != "kata" {
+	// No request: the handler's runtime is the shim's business, not the facts'.
+	if f, ok := readFacts(t, stateDir, "c0"); !ok || f.Runtime != "" || f.RuntimeHandler != "kata" {
 		t.Fatalf("facts of the synchronized container: %+v (exist %v)", f, ok)
 	}
-	p1 := pod("p1", map[string]string{AnnotationRuntime: "crun"}, "")
+	p1 := pod("p1", map[string]string{conf.RuntimeAnnotation: "crun"}, "")
 	rt.addPod(p1)
 	if got := rt.create(p1, "c1", "main"); got != "crun" {
 		t.Fatalf("injected runtime %q, want crun", got)

@@ -1,7 +1,8 @@
-// Package plugin is nri-execguard's NRI plugin: it chooses each container's
-// runtime and injects it as an annotation, records what the runtime entry
-// point needs to know of pods (facts), publishes the configuration as an
-// immutable snapshot, reloads it, and collects what is no longer used.
+// Package plugin is nri-execguard's NRI plugin: it passes a pod's honoured
+// runtime request to its containers as an annotation (the shim pins the
+// runtime at Create), records what the shim needs to know of pods (facts),
+// publishes the configuration as an immutable snapshot, reloads it, and
+// collects what is no longer used.
 package plugin
 
 import (
@@ -210,13 +211,14 @@ func (p *Plugin) Synchronize(_ context.Context, pods []*api.PodSandbox, ctrs []*
 		return nil, nil
 	}
 	facts := execpolicy.OpenFactsExisting(s.Config.StateDir)
-	pins := wrappers.OpenPinsExisting(s.Config.StateDir)
 	for _, c := range ctrs {
 		pod := byID[c.GetPodSandboxId()]
 		if pod == nil {
 			pod = &api.PodSandbox{Id: c.GetPodSandboxId()}
 		}
-		f := factsOf(pod, c, existingRuntime(s, pins, pod, c))
+		// The plugin set the annotation at creation only for an honoured
+		// request; which runtime the container runs is its pin's business.
+		f := factsOf(pod, c, c.GetAnnotations()[conf.RuntimeAnnotation])
 		if old, err := facts.Read(c.GetId()); err == nil && reflect.DeepEqual(old, f) {
 			continue // unchanged: spare the fsync
 		}
@@ -227,18 +229,9 @@ func (p *Plugin) Synchronize(_ context.Context, pods []*api.PodSandbox, ctrs []*
 	return nil, nil
 }
 
-// existingRuntime is the runtime of a container created before the plugin
-// saw it: its pin says for sure, else the annotation it was created with.
-func existingRuntime(s *conf.Snapshot, pins *wrappers.PinStore, pod *api.PodSandbox, c *api.Container) string {
-	if pin, err := pins.Read(c.GetId()); err == nil {
-		return pin.Spec.Runtime
-	}
-	if rt := c.GetAnnotations()[AnnotationRuntime]; rt != "" {
-		return rt
-	}
-	return Choose(s, pod).Name
-}
-
+// factsOf describes container c of pod. runtime is the pod's honoured
+// execguard.io/runtime request, "" for none: the shim's pin, not the
+// facts, says which runtime a container runs.
 func factsOf(pod *api.PodSandbox, c *api.Container, runtime string) execpolicy.Facts {
 	return execpolicy.Facts{
 		ContainerID:    c.GetId(),
@@ -258,46 +251,60 @@ func (p *Plugin) ctrLog(pod *api.PodSandbox, c *api.Container) *logrus.Entry {
 	return p.log.WithFields(logrus.Fields{"container": c.GetId(), "pod": pod.GetName(), "namespace": pod.GetNamespace()})
 }
 
-// Resolve chooses the runtime of a new container of pod from the current
-// snapshot, and returns that snapshot (nil before the first Apply).
-func (p *Plugin) Resolve(pod *api.PodSandbox) (*conf.Snapshot, Choice) {
+// Resolve applies the runtime rule to a new container of pod with the
+// current snapshot, and returns that snapshot (nil before the first Apply).
+// Only a choice with Source conf.SourceAnnotation is the plugin's to pass
+// on; otherwise the shim chooses from the handler's options or the default.
+func (p *Plugin) Resolve(pod *api.PodSandbox) (*conf.Snapshot, conf.RuntimeChoice, error) {
 	s := p.Snapshot()
 	if s == nil {
-		return nil, Choice{}
+		return nil, conf.RuntimeChoice{}, nil
 	}
-	return s, Choose(s, pod)
+	ch, err := chooseRuntime(s, pod)
+	return s, ch, err
 }
 
-// CreateContainer is NRI's CreateContainer: it chooses the container's
-// runtime, injects it as the execguard.io/runtime annotation (which
-// execguard-runtime reads from config.json at create) and records the
-// container's facts. It never fails the creation: without a snapshot the
-// runtime entry point falls back to its own default.
+// CreateContainer is NRI's CreateContainer. When the pod asks for a runtime
+// by annotation and the config lets it, it injects the request as the
+// container's execguard.io/runtime annotation, which the shim reads from
+// config.json at Create; otherwise it injects nothing (a request it ignores
+// is logged) and the shim uses the handler's ExecguardRuntime option or the
+// default runtime. It records the container's facts. It never fails the
+// creation.
 func (p *Plugin) CreateContainer(_ context.Context, pod *api.PodSandbox, c *api.Container) (*api.ContainerAdjustment, []*api.ContainerUpdate, error) {
 	start := time.Now()
 	defer metrics.Since("CreateContainer", start)
 	log := p.ctrLog(pod, c)
 	p.inv.addContainer(c.GetId(), pod.GetId())
-	s, ch := p.Resolve(pod)
+	s, ch, err := p.Resolve(pod)
 	if s == nil {
-		log.Error("no configuration yet; leaving the runtime choice to execguard-runtime")
+		log.Error("no configuration yet; leaving the runtime choice to the shim")
 		return nil, nil, nil
 	}
-	log = log.WithField("runtime", ch.Name)
+	if err != nil { // not with the plugin's arguments; kept for safety
+		log.WithError(err).Warn("runtime choice failed; leaving it to the shim")
+	}
 	if ch.Warning != "" {
 		log.Warn(ch.Warning)
 	}
-	adj := &api.ContainerAdjustment{}
-	adj.AddAnnotation(AnnotationRuntime, ch.Name)
-	if err := execpolicy.OpenFactsExisting(s.Config.StateDir).Write(factsOf(pod, c, ch.Name)); err != nil {
+	var adj *api.ContainerAdjustment
+	requested := ""
+	if err == nil && ch.Source == conf.SourceAnnotation {
+		requested = ch.Name
+		adj = &api.ContainerAdjustment{}
+		adj.AddAnnotation(conf.RuntimeAnnotation, requested)
+		log.WithFields(logrus.Fields{"runtime": requested, "wrapper": ch.Runtime.Wrapper, "digest": s.Digest}).Info("runtime requested by the pod")
+	} else {
+		log.Debug("no honoured runtime request; the shim chooses the handler's runtime or the default")
+	}
+	if err := execpolicy.OpenFactsExisting(s.Config.StateDir).Write(factsOf(pod, c, requested)); err != nil {
 		log.WithError(err).Warn("cannot record container facts")
 	}
-	log.WithFields(logrus.Fields{"source": ch.Source, "wrapper": ch.Runtime.Wrapper, "digest": s.Digest}).Info("runtime chosen")
 	return adj, nil, nil
 }
 
 // RemoveContainer is NRI's RemoveContainer: it drops the container's facts
-// and its pin (execguard-runtime normally removes the pin at delete).
+// and its pin (the shim normally removes the pin at Delete).
 func (p *Plugin) RemoveContainer(_ context.Context, pod *api.PodSandbox, c *api.Container) error {
 	start := time.Now()
 	defer metrics.Since("RemoveContainer", start)

@@ -57,12 +57,19 @@ func TestReloadWhileResolving(t *testing.T) {
 			defer wg.Done()
 			for i := 0; !stop.Load() || i < 20; i++ {
 				pod := &api.PodSandbox{Id: fmt.Sprintf("p%d-%d", g, i), Name: "pod", Namespace: "ns",
-					Annotations: map[string]string{AnnotationRuntime: []string{"crun", "kata", ""}[i%3]}}
-				s, ch := p.Resolve(pod)
+					Annotations: map[string]string{conf.RuntimeAnnotation: []string{"crun", "kata", ""}[i%3]}}
+				s, ch, err := p.Resolve(pod)
+				if err != nil {
+					errs <- err
+					return
+				}
 				want := published[s.Digest]
-				if want == nil || ch.Digest != s.Digest || want.Runtimes[ch.Name].Wrapper != ch.Runtime.Wrapper ||
-					ch.Name != Choose(want, pod).Name {
+				if want == nil || want.Runtimes[ch.Name].Wrapper != ch.Runtime.Wrapper {
 					errs <- fmt.Errorf("torn resolution %+v from snapshot %s", ch, s.Digest)
+					return
+				}
+				if wch, _ := chooseRuntime(want, pod); wch.Name != ch.Name || wch.Source != ch.Source {
+					errs <- fmt.Errorf("resolution %+v, but snapshot %s chooses %+v", ch, s.Digest, wch)
 					return
 				}
 				if err := store.Verify(ch.Runtime.Wrapper); err != nil {
@@ -73,13 +80,15 @@ func TestReloadWhileResolving(t *testing.T) {
 				// The handler itself, facts included.
 				ctr := &api.Container{Id: "c-" + pod.Id, PodSandboxId: pod.Id, Name: "main"}
 				adj, _, err := p.CreateContainer(context.Background(), pod, ctr)
-				if err != nil || adj == nil {
+				if err != nil {
 					errs <- fmt.Errorf("CreateContainer: %v", err)
 					return
 				}
-				name := adj.Annotations[AnnotationRuntime]
-				if _, ok := want.Runtimes[name]; !ok {
-					errs <- fmt.Errorf("CreateContainer injected %q", name)
+				// Injected only when honoured, by one of the snapshots:
+				// crun or kata selectable, never both.
+				name, injected := adj.GetAnnotations()[conf.RuntimeAnnotation]
+				if req := pod.Annotations[conf.RuntimeAnnotation]; injected && name != req || name != "" && name != "crun" && name != "kata" {
+					errs <- fmt.Errorf("CreateContainer injected %q for a request of %q", name, req)
 					return
 				}
 				if f, err := execpolicy.OpenFactsExisting(stateDir).Read(ctr.Id); err != nil || f.Runtime != name {
@@ -242,7 +251,7 @@ func BenchmarkCreateContainer(b *testing.B) {
 		b.Fatal(err)
 	}
 	pod := &api.PodSandbox{Id: "p", Name: "pod", Namespace: "ns", Labels: map[string]string{"app": "x"},
-		Annotations: map[string]string{AnnotationRuntime: "crun"}}
+		Annotations: map[string]string{conf.RuntimeAnnotation: "crun"}}
 	b.ResetTimer()
 	for i := range b.N {
 		ctr := &api.Container{Id: fmt.Sprintf("c%d", i), PodSandboxId: "p", Name: "main"}

@@ -30,6 +30,7 @@ type execution struct {
 	c *container
 	// reserved says the exec still counts against max_concurrent.
 	reserved bool
+	started  bool
 	exited   bool
 	// Limits, zero when none applies (or in audit mode).
 	maxDuration time.Duration
@@ -104,12 +105,7 @@ func (s *service) admit(ctx context.Context, c *container, r *taskAPI.ExecProces
 	}
 	facts := s.facts(c)
 
-	c.mu.Lock()
-	d := s.decide(snap, &execpolicy.Container{ID: c.id, Spec: c.spec, Facts: facts, RunningExecs: c.running}, proc)
-	if d.Allowed {
-		c.running++
-	}
-	c.mu.Unlock()
+	d := s.decideAndReserve(snap, c, facts, proc)
 
 	for _, w := range d.Warnings {
 		lg.Warn("execguard: " + w)
@@ -154,6 +150,20 @@ func (s *service) admit(ctx context.Context, c *container, r *taskAPI.ExecProces
 		return nil, refusal(fmt.Sprintf("execguard: exec into %s refused: cannot encode the adjusted process: %v", r.ID, err))
 	}
 	return &anypb.Any{TypeUrl: r.Spec.GetTypeUrl(), Value: b}, nil
+}
+
+// decideAndReserve decides under the container's lock and, when the exec
+// may run, takes its place under max_concurrent in the same step: execs
+// requested at the same moment see each other. The lock is released even
+// when the policy engine panics.
+func (s *service) decideAndReserve(snap *conf.Snapshot, c *container, facts execpolicy.Facts, proc *specs.Process) execpolicy.Decision {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	d := s.decide(snap, &execpolicy.Container{ID: c.id, Spec: c.spec, Facts: facts, RunningExecs: c.running}, proc)
+	if d.Allowed {
+		c.running++
+	}
+	return d
 }
 
 // refusal is the error every client shows for a refused exec:
@@ -201,6 +211,9 @@ func (s *service) execStarted(ctx context.Context, k execKey, resp *taskAPI.Star
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	e := s.execs[k]
+	if e != nil {
+		e.started = true
+	}
 	if e == nil || e.exited || e.maxDuration <= 0 {
 		return
 	}
@@ -268,8 +281,16 @@ func (s *service) execExited(ev *eventstypes.TaskExit) {
 	s.records.update(k.cid, k.eid, exited(int(ev.ExitStatus), t))
 }
 
-// execDeleted forgets an exec containerd deleted.
+// execDeleted forgets an exec containerd deleted. One that never started
+// (its client went away between create and start) is over: its record
+// says so rather than staying "created".
 func (s *service) execDeleted(k execKey) {
+	s.mu.Lock()
+	e := s.execs[k]
+	s.mu.Unlock()
+	if e != nil && !e.started && !e.exited {
+		s.records.update(k.cid, k.eid, failed(errors.New("deleted before it started"), s.now().UTC()))
+	}
 	s.release(k, true)
 }
 

@@ -208,10 +208,31 @@ func (s *service) Create(ctx context.Context, r *taskAPI.CreateTaskRequest) (_ *
 		return nil, err
 	}
 	lg.WithField("runtime", rt.Runtime).WithField("wrapper", pin.Wrapper).Debug("execguard: container pinned")
+	recordShimPath(lg, r.Bundle)
 	s.mu.Lock()
 	s.containers[r.ID] = &container{id: r.ID, bundle: r.Bundle, pin: pin, spec: spec}
 	s.mu.Unlock()
 	return resp, nil
+}
+
+// recordShimPath writes the shim's own path into a container's bundle the
+// way containerd does for the first container of a shim
+// (shim-binary-path). containerd writes it only for that one, so after a
+// containerd restart it looks the pod's other containers up by runtime
+// type on its PATH and, with the shim only at runtime_path, deletes them
+// (containerd/containerd#10811).
+func recordShimPath(lg *log.Entry, bundle string) {
+	p := filepath.Join(bundle, "shim-binary-path")
+	if _, err := os.Lstat(p); err == nil {
+		return
+	}
+	self, err := os.Executable()
+	if err == nil {
+		err = os.WriteFile(p, []byte(self), 0o600)
+	}
+	if err != nil {
+		lg.WithError(err).Warn("execguard: shim path not recorded in the bundle: containerd must find containerd-shim-execguard-v2 on its PATH after a restart")
+	}
 }
 
 // chooseRuntime picks the runtime of a new container from the current

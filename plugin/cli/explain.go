@@ -43,8 +43,8 @@ func (m kvFlag) Set(v string) error {
 }
 
 // explain answers "why was my exec refused?": it evaluates the policy the
-// runtime entry point would apply to an exec and prints how each key got
-// its value, the rules that matched, the warnings and the decision.
+// shim would apply to an exec and prints how each key got its value, the
+// rules that matched, the warnings and the decision.
 func explain(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("explain", flag.ContinueOnError)
 	fs.SetOutput(stderr)

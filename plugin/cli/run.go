@@ -32,8 +32,8 @@ func runDaemon(args []string, stdout, stderr io.Writer) int {
 	fs.StringVar(&o.SocketPath, "socket-path", api.DefaultSocketPath, "NRI socket to dial (external mode)")
 	fs.StringVar(&o.Name, "name", plugin.DefaultPluginName, "plugin name to register (external mode)")
 	fs.StringVar(&o.Idx, "idx", plugin.DefaultPluginIdx, "plugin index to register (external mode)")
-	fs.StringVar(&o.ContainerdAddress, "containerd-address", "/run/containerd/containerd.sock", "containerd socket, for exec events (\"\" disables exec lifecycle tracking)")
-	fs.StringVar(&o.Namespace, "namespace", plugin.DefaultNamespace, "containerd namespace of CRI containers")
+	fs.StringVar(&o.ContainerdAddress, "containerd-address", "/run/containerd/containerd.sock", "containerd socket, to collect the exec records of removed containers (\"\" disables the exec audit log, exec metrics and record GC)")
+	namespace := fs.String("namespace", "", "deprecated and ignored (exec events are no longer followed)")
 	level := fs.String("log-level", "info", "log level: debug, info, warn, error")
 	logFile := fs.String("log-file", "", "log to this file instead of stderr (pre-registered default: "+preRegisteredLog+")")
 	if err := fs.Parse(args); err != nil {
@@ -67,6 +67,9 @@ func runDaemon(args []string, stdout, stderr io.Writer) int {
 		}
 	}
 	o.Log = logrus.NewEntry(logger)
+	if *namespace != "" {
+		o.Log.WithField("namespace", *namespace).Warn("--namespace is deprecated and ignored: the shim records execs itself")
+	}
 
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()

@@ -28,8 +28,8 @@ type wrapperRow struct {
 	Digest  string `json:"digest"`
 	Path    string `json:"path"`
 	// Status: "ok", "corrupt" (content does not match its digest) or
-	// "missing" (pinned but not in the store; the runtime entry point
-	// re-creates it from the pin on next use).
+	// "missing" (pinned but not in the store; the shim re-creates it
+	// from the pin on next use).
 	Status string `json:"status"`
 	// Current lists the runtime names under which the current snapshot
 	// names the wrapper; empty when it is not current.

@@ -9,6 +9,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/moby/sys/signal"
 	"golang.org/x/sys/unix"
 
 	"github.com/execguard/execguard/execpolicy"
@@ -183,4 +184,25 @@ func (a *auditLog) rotateLocked() error {
 		return fmt.Errorf("audit rotate %s: %w", path, err)
 	}
 	return a.openLocked(path)
+}
+
+// KilledByMaxDuration is Record.KilledBy for an exec the shim killed for
+// outliving its max_duration.
+const KilledByMaxDuration = "max_duration"
+
+// killSignalName names the signal a killed exec's record asks for (its
+// kill_signal; SIGTERM when unset, as the shim does), for the
+// execguard_execs_killed_total metric.
+func killSignalName(s string) string {
+	if s == "" {
+		return "SIGTERM"
+	}
+	sig, err := signal.ParseSignal(s)
+	if err != nil {
+		return s
+	}
+	if name := unix.SignalName(sig); name != "" {
+		return name
+	}
+	return s
 }

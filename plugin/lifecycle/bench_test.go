@@ -140,7 +140,8 @@ func BenchmarkGCMarkPass100k(b *testing.B) {
 }
 
 // BenchmarkTickIdle100k measures the once-a-second work (scan for changed
-// directories, limits, metrics) with 100,000 records and nothing changed.
+// directories, reconciliation, metrics) with 100,000 records and nothing
+// changed.
 func BenchmarkTickIdle100k(b *testing.B) {
 	dir, live := benchDir(b)
 	old := time.Now().Add(-time.Hour)

@@ -16,7 +16,8 @@ import (
 //
 //  1. records of containers containerd no longer has are removed (only
 //     when the listing succeeded);
-//  2. open records whose process is gone are marked exited;
+//  2. open records whose process is gone (their shim died) are closed,
+//     as in every tick;
 //  3. finished records marked by the previous pass are removed, and those
 //     that ended more than exec_retention ago are marked.
 //
@@ -82,7 +83,7 @@ func (m *Manager) removeContainer(cid, why string) {
 		for eid := range c.execs {
 			// Settle what is still owed while the record exists.
 			if _, owing := m.pending[key{cid, eid}]; owing {
-				m.update(cid, eid, "", false, func(*execpolicy.Record) bool { return false })
+				m.update(cid, eid, func(*execpolicy.Record) bool { return false })
 			}
 		}
 	}

@@ -8,8 +8,6 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/moby/sys/signal"
-
 	"github.com/execguard/execguard/execpolicy"
 	"github.com/execguard/execguard/internal/safefile"
 )
@@ -26,27 +24,19 @@ const (
 	stExited
 )
 
-// Kill stages of an overdue exec.
-const (
-	killNone     uint8 = iota
-	killSignaled       // the record's kill_signal was sent at killAt
-	killForced         // SIGKILL was sent at killAt
-)
-
 // entry is what the Manager keeps in memory of one record: enough to
-// enforce limits and run GC without reading the file. Times are Unix
+// reconcile and run GC without reading the file. Times are Unix
 // nanoseconds (0 = unknown) to keep it small.
 type entry struct {
 	state uint8
-	kill  uint8
-	sig   uint8 // the record's kill signal, parsed
 	pid   int32
-	ns    string // containerd namespace, "" = unknown
 
 	requested, started, exited int64
-	maxDur, grace              int64
-	killAt                     int64
 	marked                     int64 // first GC pass that found it expired
+	// doomed is when reconciliation first found the exec's process gone
+	// (0 = not found gone): the record is closed only a while later, so
+	// that the shim's own exit write, if it is alive, lands first.
+	doomed int64
 
 	// stamp identifies the file version last read; zero forces a re-read.
 	stamp stamp
@@ -104,13 +94,6 @@ func (e *entry) fill(r *execpolicy.Record) {
 	e.state = stateCode(r.State)
 	e.pid = int32(r.Pid)
 	e.requested, e.started, e.exited = nanos(r.RequestedAt), nanos(r.StartedAt), nanos(r.ExitedAt)
-	e.maxDur, e.grace = int64(r.MaxDuration), int64(r.KillGrace)
-	e.sig = uint8(syscall.SIGTERM)
-	if r.KillSignal != "" {
-		if s, err := signal.ParseSignal(r.KillSignal); err == nil && s > 0 && s < 256 {
-			e.sig = uint8(s)
-		}
-	}
 }
 
 // record rebuilds the fields Reconcile looks at.
@@ -239,7 +222,7 @@ func (m *Manager) relist(cid string, c *ctr) bool {
 			}
 			continue
 		}
-		m.learn(cid, eid, "", &r, st)
+		m.learn(cid, eid, &r, st)
 	}
 	for eid := range c.execs {
 		if !present[eid] {
@@ -249,9 +232,8 @@ func (m *Manager) relist(cid string, c *ctr) bool {
 	return settled
 }
 
-// learn updates the index from a record just read or written. ns is the
-// containerd namespace when an event told it.
-func (m *Manager) learn(cid, eid, ns string, r *execpolicy.Record, st stamp) {
+// learn updates the index from a record just read or written.
+func (m *Manager) learn(cid, eid string, r *execpolicy.Record, st stamp) {
 	c := m.ctrs[cid]
 	if c == nil {
 		c = &ctr{execs: map[string]*entry{}}
@@ -262,19 +244,11 @@ func (m *Manager) learn(cid, eid, ns string, r *execpolicy.Record, st stamp) {
 		e = &entry{}
 		c.execs[eid] = e
 	}
+	if e.state != stateCode(r.State) || e.pid != int32(r.Pid) {
+		e.doomed = 0 // the shim moved it: look again from scratch
+	}
 	e.fill(r)
 	e.stamp = st
-	if ns != "" {
-		e.ns = m.intern(ns)
-	}
-	switch {
-	case r.KilledBy == "":
-		// Not signalled (or a new exec reusing the id).
-		e.kill, e.killAt = killNone, 0
-	case e.kill == killNone:
-		// Signalled before a restart: escalate after a grace from now.
-		e.kill, e.killAt = killSignaled, m.now().UnixNano()
-	}
 	if !e.finished() {
 		e.marked = 0
 	}
@@ -308,16 +282,4 @@ func (m *Manager) forget(cid string) {
 		}
 	}
 	delete(m.ctrs, cid)
-}
-
-// intern returns one shared copy of a namespace name: there are few, and
-// each entry should not hold its own.
-func (m *Manager) intern(ns string) string {
-	if s, ok := m.names[ns]; ok {
-		return s
-	}
-	if len(m.names) < 1024 {
-		m.names[ns] = ns
-	}
-	return ns
 }

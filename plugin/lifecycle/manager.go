@@ -22,8 +22,6 @@ const DefaultContainerdAddress = "/run/containerd/containerd.sock"
 type Options struct {
 	StateDir          string
 	ContainerdAddress string // containerd's socket; "" = DefaultContainerdAddress
-	// Namespace is the containerd namespace to follow; "" = all.
-	Namespace string
 	// Snapshot returns the current snapshot, for [gc] and [audit]; it may
 	// return nil (defaults apply and the audit log is off).
 	Snapshot func() *conf.Snapshot
@@ -35,9 +33,9 @@ type Options struct {
 	Runtime Runtime
 }
 
-// Manager completes, limits, audits and collects exec records. Its index
-// is owned by the goroutine running Run; only ReopenAudit may be called
-// concurrently.
+// Manager audits, counts and collects the exec records the shim writes,
+// and closes those of execs whose shim died. Its index is owned by the
+// goroutine running Run; only ReopenAudit may be called concurrently.
 type Manager struct {
 	o     Options
 	rt    Runtime
@@ -48,9 +46,8 @@ type Manager struct {
 	audit auditLog
 
 	ctrs    map[string]*ctr
-	open    map[key]*entry    // created or running
-	pending map[key]struct{}  // records that still owe an audit line or a metric
-	names   map[string]string // interned containerd namespaces
+	open    map[key]*entry   // created or running
+	pending map[key]struct{} // records that still owe an audit line or a metric
 
 	nextGC     time.Time
 	retryAudit time.Time // after an audit write failed, when to try again
@@ -91,22 +88,17 @@ func New(o Options) (*Manager, error) {
 	}
 	return &Manager{
 		o: o, rt: rt, store: store, log: o.Log, now: o.Clock, alive: execpolicy.PidAlive,
-		ctrs: map[string]*ctr{}, open: map[key]*entry{}, pending: map[key]struct{}{}, names: map[string]string{},
+		ctrs: map[string]*ctr{}, open: map[key]*entry{}, pending: map[key]struct{}{},
 	}, nil
 }
 
-// Run follows containerd's events and ticks every second (scan for new
-// records, limits, GC) until ctx ends. It reconnects to containerd by
-// itself, with backoff, and reconciles records after each connection.
+// Run ticks every second (scan for new or changed records, audit,
+// metrics, reconciliation, GC) until ctx ends.
 func (m *Manager) Run(ctx context.Context) error {
 	defer m.audit.close()
 	if c, ok := m.rt.(*Containerd); ok && m.o.Runtime == nil {
 		defer c.Close()
 	}
-	// Subscribe first: events arriving during the rebuild wait in the
-	// stream instead of being missed.
-	events := make(chan Event)
-	go m.follow(ctx, events)
 	m.start()
 	tick := time.NewTicker(time.Second)
 	defer tick.Stop()
@@ -114,8 +106,6 @@ func (m *Manager) Run(ctx context.Context) error {
 		select {
 		case <-ctx.Done():
 			return nil
-		case ev := <-events:
-			m.handle(ctx, ev)
 		case <-tick.C:
 			m.tick(ctx)
 		}
@@ -129,83 +119,19 @@ func (m *Manager) start() {
 	m.nextGC = m.now().Add(m.gcInterval())
 }
 
-// follow subscribes to the runtime's events and forwards them to out,
-// subscribing again with backoff (1 s doubling to 30 s) whenever the
-// stream breaks, e.g. when containerd restarts.
-func (m *Manager) follow(ctx context.Context, out chan<- Event) {
-	const minBackoff, maxBackoff = time.Second, 30 * time.Second
-	backoff := minBackoff
-	for ctx.Err() == nil {
-		sctx, cancel := context.WithCancel(ctx)
-		evs, errs := m.rt.Subscribe(sctx, m.o.Namespace)
-		start := time.Now()
-		for ev := range evs {
-			select {
-			case out <- ev:
-			case <-ctx.Done():
-			}
-		}
-		var err error
-		select {
-		case err = <-errs:
-		default:
-		}
-		cancel()
-		if ctx.Err() != nil {
-			return
-		}
-		if time.Since(start) > maxBackoff {
-			backoff = minBackoff
-		}
-		m.log.WithError(err).WithField("retry_in", backoff).Warn("containerd event stream ended")
-		select {
-		case <-time.After(backoff):
-		case <-ctx.Done():
-			return
-		}
-		backoff = min(2*backoff, maxBackoff)
-	}
-}
-
 // ReopenAudit reopens the audit log file, after an external tool rotated
 // it (SIGHUP).
 func (m *Manager) ReopenAudit() error { return m.audit.reopen() }
 
-// handle applies one event.
-func (m *Manager) handle(ctx context.Context, ev Event) {
-	start := time.Now()
-	switch ev.Kind {
-	case Connected:
-		// Exits may have been missed while disconnected.
-		m.reconcile(m.now())
-		return
-	case ContainerDeleted:
-		m.removeContainer(ev.ContainerID, "container deleted")
-	case TaskDeleted:
-		if ev.ExecID == ev.ContainerID {
-			// The container's task is gone, and every exec with it.
-			m.reconcileContainer(ev.ContainerID)
-		}
-	case ExecAdded, ExecStarted, ExecExited:
-		if ev.ExecID == "" || ev.ExecID == ev.ContainerID {
-			return // the container's own process, not an exec
-		}
-		m.update(ev.ContainerID, ev.ExecID, ev.Namespace, true, func(r *execpolicy.Record) bool { return Apply(r, ev) })
-	default:
-		return
-	}
-	metrics.Since(ev.Kind.String(), start)
-}
-
 var errUnchanged = errors.New("unchanged")
 
 // update changes one record under its lock with change, settles what the
-// record owes (audit lines, metrics) and writes it if anything changed.
-// Unless create is set, a missing record stays missing.
-func (m *Manager) update(cid, eid, ns string, create bool, change func(*execpolicy.Record) bool) (execpolicy.Record, bool) {
+// record owes (audit lines, metrics) and writes it if anything changed. A
+// missing record stays missing: only the shim creates records.
+func (m *Manager) update(cid, eid string, change func(*execpolicy.Record) bool) (execpolicy.Record, bool) {
 	var got execpolicy.Record
 	_, err := m.store.Update(cid, eid, func(r *execpolicy.Record) error {
-		if r.State == "" && !create {
+		if r.State == "" {
 			return os.ErrNotExist
 		}
 		changed := change(r)
@@ -229,7 +155,7 @@ func (m *Manager) update(cid, eid, ns string, create bool, change func(*execpoli
 	}
 	// The file changed (by this write, or by another writer before it):
 	// leave its stamp zero so that the next scan reads it again.
-	m.learn(cid, eid, ns, &got, stamp{})
+	m.learn(cid, eid, &got, stamp{})
 	return got, true
 }
 
@@ -262,6 +188,10 @@ func (m *Manager) account(r *execpolicy.Record) bool {
 		if d, ok := duration(r); ok {
 			metrics.ExecDuration.Observe(d.Seconds())
 		}
+		if r.KilledBy != "" {
+			// Counted with the exit, which is audited exactly once.
+			metrics.ExecsKilled.WithLabelValues(r.KilledBy, killSignalName(r.KillSignal)).Inc()
+		}
 		r.LoggedExit, changed = true, true
 	}
 	return changed
@@ -280,7 +210,7 @@ func (m *Manager) settle() {
 		return
 	}
 	for k := range m.pending {
-		m.update(k.cid, k.eid, "", false, func(*execpolicy.Record) bool { return false })
+		m.update(k.cid, k.eid, func(*execpolicy.Record) bool { return false })
 		if m.now().Before(m.retryAudit) {
 			return
 		}
@@ -292,7 +222,7 @@ func (m *Manager) tick(ctx context.Context) {
 	m.scan(false)
 	m.settle()
 	now := m.now()
-	m.enforce(ctx, now)
+	m.reconcile(now)
 	running := 0
 	for _, e := range m.open {
 		if e.state == stRunning {
@@ -306,20 +236,31 @@ func (m *Manager) tick(ctx context.Context) {
 	}
 }
 
-// reconcile marks exited (code unknown) the open records whose process
-// is gone.
+// reconcile closes (exited, code unknown) the open records whose process
+// is gone (see Reconcile), once they have stayed so for exitGrace: a live
+// shim writes the real exit first. It walks the open execs in memory and
+// rereads a record only to close it, under its lock, where a record the
+// shim has meanwhile moved on is left alone.
 func (m *Manager) reconcile(now time.Time) {
+	t := now.UnixNano()
 	for k, e := range m.open {
 		probe := e.record()
 		if !Reconcile(&probe, now, m.alive) {
+			e.doomed = 0
 			continue
 		}
-		m.update(k.cid, k.eid, "", false, func(r *execpolicy.Record) bool { return Reconcile(r, now, m.alive) })
+		if e.doomed == 0 {
+			e.doomed = t
+		}
+		if t-e.doomed < int64(exitGrace) {
+			continue
+		}
+		m.update(k.cid, k.eid, func(r *execpolicy.Record) bool { return Reconcile(r, now, m.alive) })
 	}
 }
 
-// reconcileContainer marks exited every open record of a container whose
-// task is gone.
+// reconcileContainer marks exited every open record of a container that
+// containerd no longer has: its execs, and its shim's work, are over.
 func (m *Manager) reconcileContainer(cid string) {
 	c := m.ctrs[cid]
 	if c == nil {
@@ -328,7 +269,7 @@ func (m *Manager) reconcileContainer(cid string) {
 	now := m.now()
 	for eid, e := range c.execs {
 		if e.open() {
-			m.update(cid, eid, "", false, func(r *execpolicy.Record) bool {
+			m.update(cid, eid, func(r *execpolicy.Record) bool {
 				if r.State != execpolicy.StateRunning && r.State != execpolicy.StateCreated {
 					return false
 				}

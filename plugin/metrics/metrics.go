@@ -22,7 +22,7 @@ var (
 		Name: "execguard_exec_decisions_total",
 		Help: "Exec decisions by verdict (allow, adjust, refuse) and deciding rule.",
 	}, []string{"verdict", "rule", "audit"})
-	// ExecsRunning is the number of execs currently running.
+	// ExecsRunning is the number of execs whose records say running.
 	ExecsRunning = prometheus.NewGauge(prometheus.GaugeOpts{
 		Name: "execguard_execs_running",
 		Help: "Execs recorded as running.",
@@ -33,7 +33,8 @@ var (
 		Help:    "Duration of finished execs.",
 		Buckets: prometheus.ExponentialBuckets(0.01, 4, 10),
 	})
-	// ExecsKilled counts execs signalled by policy, by reason.
+	// ExecsKilled counts execs the shim signalled by policy, by reason and
+	// kill signal, from their records (counted when the exit is audited).
 	ExecsKilled = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "execguard_execs_killed_total",
 		Help: "Execs signalled by execguard, by reason and signal.",
@@ -48,11 +49,11 @@ var (
 		Name: "execguard_gc_removals_total",
 		Help: "Objects removed by garbage collection, by kind (wrapper, pin, facts, exec_record).",
 	}, []string{"kind"})
-	// EventLatency observes how long the plugin took to handle an NRI or
-	// containerd event.
+	// EventLatency observes how long the plugin took to handle an NRI
+	// request.
 	EventLatency = prometheus.NewHistogramVec(prometheus.HistogramOpts{
 		Name:    "execguard_event_handling_seconds",
-		Help:    "Time to handle an NRI request or containerd event, by event.",
+		Help:    "Time to handle an NRI request, by request.",
 		Buckets: prometheus.ExponentialBuckets(0.0001, 4, 9),
 	}, []string{"event"})
 	// Reloads and ReloadFailures count configuration (re)loads.

@@ -1,7 +1,8 @@
 //go:build e2e
 
 // Command demo walks a newcomer through execguard on a real containerd:
-// it starts a private containerd with the execguard runtime handler and
+// it starts a private containerd with the execguard runtime handler (the
+// containerd shim containerd-shim-execguard-v2) and
 // nri-execguard attached, runs a pod, shows an allowed and a refused exec,
 // reloads the configuration while the pod runs, and shows what
 // `nri-execguard execs` and `wrappers` report. It tears everything down on
@@ -111,11 +112,12 @@ func main() {
 func run(t *demoT) {
 	title("execguard demo")
 	say(`execguard sits between containerd and runc. It has two parts:
-  - execguard-runtime, the binary containerd's runtime handler runs instead of runc.
-    It pins every container to the runtime (runc plus flags) it was created with,
-    and checks every exec against the exec policy.
-  - nri-execguard, an NRI plugin: it loads the config, publishes it, records what
-    each exec did, and removes what is no longer used.
+  - containerd-shim-execguard-v2, the containerd shim of the runtime handler
+    "execguard": containerd's own runc shim, wrapped. It pins every container to
+    the runtime (runc plus flags) it was created with, checks every exec against
+    the exec policy, and records each exec, its pid and its exit.
+  - nri-execguard, an NRI plugin: it loads the config, publishes it, records
+    facts about pods, writes the audit log, and removes what is no longer used.
 This demo runs a private containerd in /tmp, with a runtime handler "execguard".`)
 
 	step("Start containerd and nri-execguard")
@@ -145,7 +147,7 @@ This demo runs a private containerd in /tmp, with a runtime handler "execguard".
 	step("A refused exec")
 	say("The rule prod-no-shells denies shells in pods labelled stage=prod:")
 	cmd(eg, "crictl", "exec", app, "sh", "-c", "cat /etc/passwd")
-	say("The refusal comes from execguard-runtime, through the runc shim, to the client.")
+	say("The shim refused the exec before runc ran; crictl shows its reason (permission denied).")
 
 	step("Reload the config while the pod runs")
 	say("The operator gives runc an extra flag and replaces the rule (file edited, then SIGHUP):")

@@ -39,9 +39,10 @@ wrapper_grace = "2s"
 path = "@AUDIT@"
 `
 
-// TestLifecycle follows execs to their end: exit codes in `nri-execguard
-// execs` and the audit log, an exec over max_duration killed, and the
-// records of a removed pod collected.
+// TestLifecycle follows execs to their end: exit codes in the records the
+// shim writes (`nri-execguard execs`) and in the plugin's audit log, an
+// exec over max_duration killed by the shim, and the records of a removed
+// pod collected by the plugin's GC.
 func TestLifecycle(t *testing.T) {
 	eg := harness.StartExecguard(t, harness.ExecguardOptions{Config: lifecycleConfig})
 	c := cri{t, eg}
@@ -73,8 +74,8 @@ func TestLifecycle(t *testing.T) {
 		t.Errorf("nri-execguard execs does not show the exit code 3:\n%s", out)
 	}
 
-	// An exec over max_duration is killed: crictl returns, the record
-	// says why.
+	// An exec over max_duration is killed by the shim: crictl returns,
+	// the record says why.
 	start := time.Now()
 	_, _, err = eg.Crictl("exec", worker, "sleep", "60")
 	took := time.Since(start)
@@ -135,4 +136,41 @@ func hasRow(table, text string, cells ...string) bool {
 		}
 	}
 	return false
+}
+
+// TestMaxDurationWithoutPlugin: the shim enforces max_duration itself, so
+// an exec over it is killed (kill_signal, then SIGKILL after kill_grace)
+// while the plugin is stopped, and its record says so.
+func TestMaxDurationWithoutPlugin(t *testing.T) {
+	eg := harness.StartExecguard(t, harness.ExecguardOptions{Config: lifecycleConfig})
+	c := cri{t, eg}
+	pod := eg.RunPod("nodur", nil, harness.HandlerExecguard)
+	worker := c.start(pod, "worker")
+	eg.StopPlugin()
+
+	start := time.Now()
+	_, stderr, err := eg.Crictl("exec", worker, "sleep", "60")
+	took := time.Since(start)
+	t.Logf("sleep 60 under max_duration 2s without the plugin returned after %v: %v: %s", took.Round(time.Millisecond), err, strings.TrimSpace(stderr))
+	if err == nil {
+		t.Errorf("crictl exec sleep 60 over max_duration 2s: succeeded after %v, want it killed", took)
+	}
+	// 2s, plus kill_grace 2s should SIGTERM not do: well under 60s.
+	if took > 15*time.Second {
+		t.Errorf("crictl exec sleep 60 over max_duration 2s returned after %v, want within a few seconds", took)
+	}
+	r := waitRecord(t, eg, worker, isState(execpolicy.StateExited), "sleep", "60")
+	if r.KilledBy != "max_duration" || r.ExitCode == nil || *r.ExitCode == 0 || r.Pid == 0 || r.ExitedAt.IsZero() {
+		t.Errorf("record of the killed exec: %s, want exited, killed_by max_duration, a non-zero exit code, pid and exit time", describe([]execpolicy.Record{r}))
+	}
+	if !r.ExitedAt.IsZero() && !r.StartedAt.IsZero() {
+		if d := r.ExitedAt.Sub(r.StartedAt); d < 2*time.Second || d > 10*time.Second {
+			t.Errorf("record of the killed exec: ran %v (started %v, exited %v), want about max_duration 2s", d, r.StartedAt, r.ExitedAt)
+		}
+	}
+	if eg.PluginRunning() {
+		t.Errorf("the plugin runs: the kill may have been its work")
+	}
+	c.remove(worker)
+	c.removePod(pod)
 }

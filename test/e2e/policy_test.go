@@ -4,10 +4,13 @@ package e2e
 
 import (
 	"fmt"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/containerd/errdefs"
 
 	"github.com/execguard/execguard/execpolicy"
 	"github.com/execguard/execguard/test/e2e/harness"
@@ -46,12 +49,11 @@ func TestPolicy(t *testing.T) {
 	cfg["linux"] = map[string]any{"security_context": map[string]any{"run_as_user": map[string]any{"value": 1000}}}
 	app := c.startConfig(pod, cfg)
 
-	// A denied command: the refusal reaches crictl.
+	// A denied command: the shim's refusal (gRPC PermissionDenied) reaches
+	// crictl.
 	stderr := c.execErr(app, "sh", "-c", "echo hi")
 	want := `execguard: exec of "sh" refused by rule "prod-no-shells" (deny_commands)`
-	if !strings.Contains(stderr, want) {
-		t.Errorf("crictl exec sh: stderr %q, want it to contain %q", stderr, want)
-	}
+	checkCrictlRefusal(t, "crictl exec sh", stderr, want)
 	r := waitRecord(t, eg, app, isState(execpolicy.StateRefused), "sh", "-c", "echo hi")
 	checkRecord(t, r, "refuse", "prod-no-shells", "deny_commands")
 	checkAudit(t, eg, r.ExecID, "refuse", "prod-no-shells")
@@ -81,8 +83,10 @@ func TestPolicy(t *testing.T) {
 	// Root through ctr --user 0 into a container running as 1000.
 	_, stderr, err := eg.Ctr("task", "exec", "--user", "0", "--exec-id", "root1", app, "id", "-u")
 	want = `exec as root (uid 0) refused by rule "no-root" (deny_root)`
-	if err == nil || !strings.Contains(stderr, want) {
-		t.Errorf("ctr task exec --user 0: err %v, stderr %q; want a refusal containing %q", err, stderr, want)
+	if err == nil {
+		t.Errorf("ctr task exec --user 0: succeeded, want a refusal containing %q", want)
+	} else {
+		checkCtrRefusal(t, "ctr task exec --user 0", stderr, want)
 	}
 	r = waitRecord(t, eg, app, isState(execpolicy.StateRefused), "id", "-u")
 	if r.ExecID != "root1" {
@@ -103,6 +107,8 @@ func TestPolicy(t *testing.T) {
 	want = "privileged exec refused"
 	if err == nil || !strings.Contains(err.Error(), want) || !strings.Contains(err.Error(), "CAP_SYS_ADMIN") {
 		t.Errorf("privileged exec under deny: err %v, want a refusal containing %q and CAP_SYS_ADMIN", err, want)
+	} else if !errdefs.IsPermissionDenied(err) {
+		t.Errorf("privileged exec under deny: err %v (%T), want a permission-denied error", err, err)
 	}
 	r = waitRecord(t, eg, app, func(r execpolicy.Record) bool { return r.ExecID == "priv-deny" && r.State == execpolicy.StateRefused }, grep...)
 	checkRecord(t, r, "refuse", execpolicy.RuleDefault, "privileged")
@@ -137,6 +143,24 @@ func TestPolicy(t *testing.T) {
 
 	c.remove(app)
 	c.removePod(pod)
+}
+
+// checkCrictlRefusal checks that crictl exec's stderr carries the shim's
+// refusal: `... failed to create exec "<id>": <reason>: permission denied`.
+func checkCrictlRefusal(t *testing.T, what, stderr, reason string) {
+	t.Helper()
+	if !regexp.MustCompile(`failed to create exec "[^"]+": .*` + regexp.QuoteMeta(reason) + `.*: permission denied`).MatchString(stderr) {
+		t.Errorf("%s: stderr %q, want `failed to create exec \"<id>\": ...%s...: permission denied`", what, stderr, reason)
+	}
+}
+
+// checkCtrRefusal checks that ctr's stderr carries the shim's refusal:
+// `ctr: <reason>: permission denied`.
+func checkCtrRefusal(t *testing.T, what, stderr, reason string) {
+	t.Helper()
+	if !regexp.MustCompile(`ctr: .*` + regexp.QuoteMeta(reason) + `.*: permission denied`).MatchString(stderr) {
+		t.Errorf("%s: stderr %q, want `ctr: ...%s...: permission denied`", what, stderr, reason)
+	}
 }
 
 func isState(s string) func(execpolicy.Record) bool {
@@ -180,4 +204,71 @@ func capBnd(t *testing.T, out string) uint64 {
 		t.Fatalf("CapBnd %q: %v", out, err)
 	}
 	return v
+}
+
+// TestCtrExecDenyRoot: `ctr task exec --user 0` into a CRI container whose
+// policy has deny_root is refused by the shim before runc is called; ctr
+// prints the refusal, and the record says refused.
+func TestCtrExecDenyRoot(t *testing.T) {
+	eg := harness.StartExecguard(t, harness.ExecguardOptions{Config: `state_dir = "@STATE@"
+default_runtime = "runc"
+
+[runtimes.runc]
+path = "@LOGGER@"
+
+[audit]
+path = "@AUDIT@"
+
+[[rules]]
+name = "no-root"
+match.containers = ["rooted"]
+deny_root = true
+`})
+	c := cri{t, eg}
+	pod := eg.RunPod("ctr-root", nil, harness.HandlerExecguard)
+	ctr := c.start(pod, "rooted")
+
+	const eid = "ctr-root-exec"
+	stdout, stderr, err := eg.Ctr("task", "exec", "--exec-id", eid, "--user", "0", ctr, "id")
+	if err == nil {
+		t.Fatalf("ctr task exec --user 0 id: succeeded (stdout %q), want a refusal", stdout)
+	}
+	checkCtrRefusal(t, "ctr task exec --user 0", stderr, `exec as root (uid 0) refused by rule "no-root" (deny_root)`)
+	t.Logf("ctr: %v: %s", err, strings.TrimSpace(stderr))
+
+	r := waitRecord(t, eg, ctr, isState(execpolicy.StateRefused), "id")
+	if r.ExecID != eid {
+		t.Errorf("record of the refused exec: exec id %q, want %s", r.ExecID, eid)
+	}
+	checkRecord(t, r, "refuse", "no-root", "deny_root")
+	if r.Pid != 0 || r.ExitCode != nil {
+		t.Errorf("refused exec: pid %d exit %v, want neither", r.Pid, r.ExitCode)
+	}
+	checkAudit(t, eg, eid, "refuse", "no-root")
+
+	// The refusal came before runc: no runtime call for the exec, while
+	// the container's own calls did go through the runtime.
+	created := false
+	for _, call := range eg.RuntimeCalls() {
+		if slices.Contains(call, "create") && call[len(call)-1] == ctr {
+			created = true
+		}
+		for _, a := range call {
+			if strings.HasSuffix(a, "/"+eid+".pid") {
+				t.Errorf("the refused exec reached the runtime: %q", call)
+			}
+		}
+	}
+	if !created {
+		t.Errorf("no create call of %s reached the runtime (calls: %d)", short(ctr), len(eg.RuntimeCalls()))
+	}
+
+	// The same exec as the container's user (root is the container's
+	// user here, so ask for another) runs.
+	if out, stderr, err := eg.Ctr("task", "exec", "--exec-id", "ctr-user-exec", "--user", "1000", ctr, "id", "-u"); err != nil || out != "1000\n" {
+		t.Errorf("ctr task exec --user 1000 id -u: %q, %v: %s", out, err, stderr)
+	}
+	waitRecord(t, eg, ctr, exitedWith(0), "id", "-u")
+	c.remove(ctr)
+	c.removePod(pod)
 }

@@ -85,8 +85,9 @@ func TestRestarts(t *testing.T) {
 	refused(t, c, c1) // the policy is in the state dir, not in the plugin
 	c.remove(c4)
 	c.removePod(other)
-	if recs := findRecords(eg.Execs("--container", c4), "echo", "no-plugin"); len(recs) != 1 {
-		t.Errorf("records of c4 while the plugin was down: %s", describe(recs))
+	// The shim records execs to their end without the plugin.
+	if recs := findRecords(eg.Execs("--container", c4), "echo", "no-plugin"); len(recs) != 1 || !exitedWith(0)(recs[0]) || recs[0].Pid == 0 {
+		t.Errorf("records of c4 while the plugin was down: %s, want one, exited with 0, pid set", describe(recs))
 	}
 	c.remove(c2)
 
@@ -136,12 +137,17 @@ func TestRestarts(t *testing.T) {
 	})
 }
 
-// managed checks that the plugin chose the container's runtime (the
-// annotation) and the entry point pinned it.
+// managed checks that the plugin served the container's NRI
+// CreateContainer (it recorded the pod's facts; it injects no runtime
+// annotation, the pod selected none) and the shim pinned it to the
+// default runtime.
 func managed(t *testing.T, c cri, ctr string) {
 	t.Helper()
-	if got := c.annotations(ctr)["execguard.io/runtime"]; got != "runc" {
-		t.Errorf("%s: annotation execguard.io/runtime = %q, want runc (chosen by the plugin)", short(ctr), got)
+	if got, ok := c.annotations(ctr)["execguard.io/runtime"]; ok {
+		t.Errorf("%s: annotation execguard.io/runtime = %q, want none (the pod selected no runtime)", short(ctr), got)
+	}
+	if f, err := execpolicy.OpenFactsExisting(c.eg.StateDir).Read(ctr); err != nil || f.Labels["team"] != "blue" {
+		t.Errorf("%s: facts %+v (%v), want the pod's label team=blue (recorded by the plugin)", short(ctr), f, err)
 	}
 	if pin, err := c.eg.Pin(ctr); err != nil || pin.Spec.Runtime != "runc" {
 		t.Errorf("%s: pin %+v (%v), want runtime runc", short(ctr), pin, err)
@@ -154,4 +160,50 @@ func refused(t *testing.T, c cri, ctr string) {
 	if stderr := c.execErr(ctr, "sh", "-c", "true"); !strings.Contains(stderr, blueRefusal) {
 		t.Errorf("sh in %s: stderr %q, want %q", short(ctr), stderr, blueRefusal)
 	}
+}
+
+// TestExecAcrossContainerdRestart: containerd restarts while an exec runs;
+// the shim, which saw the exec's start and sees its exit first-hand, ends
+// its record exited with exit code 0 and the pid, without containerd's
+// events.
+func TestExecAcrossContainerdRestart(t *testing.T) {
+	eg := harness.StartExecguard(t, harness.ExecguardOptions{Config: restartConfig})
+	c := cri{t, eg}
+	pod := eg.RunPod("midexec", nil, harness.HandlerExecguard)
+	ctr := c.start(pod, "c")
+
+	done := make(chan error, 1)
+	go func() {
+		_, stderr, err := eg.Crictl("exec", ctr, "sleep", "5")
+		if err != nil {
+			err = &execError{err, stderr}
+		}
+		done <- err
+	}()
+	r := waitRecord(t, eg, ctr, isState(execpolicy.StateRunning), "sleep", "5")
+	if r.Pid == 0 {
+		t.Errorf("running record: no pid: %s", describe([]execpolicy.Record{r}))
+	}
+	eg.RestartContainerd()
+	// crictl's stream went with the old containerd: its result does not
+	// matter, only that it returns.
+	select {
+	case err := <-done:
+		t.Logf("crictl exec sleep 5 across the restart: %v", err)
+	case <-time.After(60 * time.Second):
+		t.Errorf("crictl exec sleep 5 did not return 60s after containerd restarted")
+	}
+	got := waitRecord(t, eg, ctr, exitedWith(0), "sleep", "5")
+	if got.ExecID != r.ExecID || got.Pid != r.Pid || got.Pid == 0 || got.ExitedAt.IsZero() || got.KilledBy != "" {
+		t.Errorf("record after the restart: %s (pid %d exited %v), want exec %s, pid %d, exited with 0 at a time",
+			describe([]execpolicy.Record{got}), got.Pid, got.ExitedAt, r.ExecID, r.Pid)
+	}
+	if d := got.ExitedAt.Sub(got.StartedAt); d < 4*time.Second || d > 30*time.Second {
+		t.Errorf("record after the restart: ran %v (started %v, exited %v), want about 5s", d, got.StartedAt, got.ExitedAt)
+	}
+	if out := c.exec(ctr, "echo", "after"); out != "after\n" {
+		t.Errorf("exec after the restart: %q", out)
+	}
+	c.remove(ctr)
+	c.removePod(pod)
 }

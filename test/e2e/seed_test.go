@@ -34,11 +34,14 @@ args = ["--criu", %q]
 }
 
 // TestSeedReloadKeepsContainersOnTheirRuntime is the seed scenario: pods
-// start under runtime config X, the config is reloaded to changed args and
+// start under runtime config X (handler "alt", whose ExecguardRuntime
+// option names runtime "alt"), the config is reloaded to changed args and
 // then to a config without that runtime; every container still execs,
 // stops and is removed through the runtime and args it was created with,
-// new containers get the new config, and GC removes an old wrapper only
-// after its last container is gone.
+// new containers get the new config, a new container under the handler
+// whose runtime is gone is refused (never silently run under another
+// runtime), and GC removes an old wrapper only after its last container
+// is gone.
 func TestSeedReloadKeepsContainersOnTheirRuntime(t *testing.T) {
 	eg := harness.StartExecguard(t, harness.ExecguardOptions{Config: altConfig(markerV1)})
 	c := cri{t, eg}
@@ -47,8 +50,10 @@ func TestSeedReloadKeepsContainersOnTheirRuntime(t *testing.T) {
 	pod := eg.RunPod("seed", map[string]string{"app": "seed"}, harness.HandlerAlt)
 	c1 := c.start(pod, "c1")
 	pin1 := mustPin(t, eg, c1, "alt", markerV1)
-	if got := c.annotations(c1)["execguard.io/runtime"]; got != "alt" {
-		t.Errorf("c1: annotation execguard.io/runtime = %q, want alt", got)
+	// The runtime comes from the handler's option, not from the plugin:
+	// the pod asked for none, so the plugin injects no annotation.
+	if got, ok := c.annotations(c1)["execguard.io/runtime"]; ok {
+		t.Errorf("c1: annotation execguard.io/runtime = %q, want none (the pod selected no runtime)", got)
 	}
 	if out := c.exec(c1, "echo", "v1"); out != "v1\n" {
 		t.Errorf("exec in c1 under X: got %q", out)
@@ -68,7 +73,23 @@ func TestSeedReloadKeepsContainersOnTheirRuntime(t *testing.T) {
 	// Reload to a config without runtime "alt", by editing the file only
 	// (the plugin watches it).
 	eg.WaitApplied(eg.WriteConfig(harness.BaseConfig))
-	c3 := c.start(pod, "c3")
+	// A new container under handler "alt" is refused at start, naming the
+	// runtime: execguard never runs it under another one.
+	gone := eg.CreateContainer(pod, "gone", []string{"sleep", "3600"})
+	_, stderr, err := eg.Crictl("start", gone)
+	if err == nil {
+		t.Errorf("container under handler alt after runtime alt was removed: started, want a refusal naming the runtime")
+	} else if msg := unquote(stderr); !strings.Contains(msg, `runtime "alt"`) || !strings.Contains(msg, "ExecguardRuntime") {
+		t.Errorf("start under handler alt after runtime alt was removed: %v: %q, want a message naming runtime \"alt\" and ExecguardRuntime", err, stderr)
+	}
+	if _, err := eg.Pin(gone); err == nil {
+		t.Errorf("the refused container %s was pinned", short(gone))
+	}
+	c.run("rm", "--force", gone)
+
+	// A new pod under handler "execguard" gets the new config.
+	pod2 := eg.RunPod("seed-new", nil, harness.HandlerExecguard)
+	c3 := c.start(pod2, "c3")
 	pin3, err := eg.Pin(c3)
 	if err != nil {
 		t.Fatalf("c3: %v", err)
@@ -76,14 +97,12 @@ func TestSeedReloadKeepsContainersOnTheirRuntime(t *testing.T) {
 	if pin3.Spec.Runtime != "runc" || len(pin3.Spec.Args) != 0 {
 		t.Errorf("c3, created after alt was removed: pinned to %+v, want runc without args", pin3.Spec)
 	}
-	if got := c.annotations(c3)["execguard.io/runtime"]; got != "runc" {
-		t.Errorf("c3: annotation execguard.io/runtime = %q, want runc", got)
+	if spin, err := eg.Pin(pod2); err != nil || spin.Wrapper != pin3.Wrapper {
+		t.Errorf("sandbox of the new pod: pin %+v (%v), want wrapper %s", spin, err, pin3.Wrapper)
 	}
-	// A new pod gets the new config too.
-	pod2 := eg.RunPod("seed-new", nil, harness.HandlerExecguard)
 	c4 := c.start(pod2, "c4")
 	if pin4, err := eg.Pin(c4); err != nil || pin4.Wrapper != pin3.Wrapper {
-		t.Errorf("c4 in a new pod: pin %+v (%v), want wrapper %s", pin4, err, pin3.Wrapper)
+		t.Errorf("c4 in the new pod: pin %+v (%v), want wrapper %s", pin4, err, pin3.Wrapper)
 	}
 
 	// Well past the grace, both old wrappers are still there: their
@@ -132,14 +151,14 @@ func TestSeedReloadKeepsContainersOnTheirRuntime(t *testing.T) {
 	checkCalls(t, eg, c1, markerV1, "create", "start", "exec", "kill", "delete")
 	checkCalls(t, eg, c2, markerV2, "create", "start", "exec", "kill", "delete")
 	for _, call := range eg.RuntimeCalls() {
-		if id := call[len(call)-1]; id == c3 || id == c4 {
+		if id := call[len(call)-1]; id == c3 || id == c4 || id == gone || id == pod2 {
 			t.Errorf("a call of %s reached runtime alt: %q", short(id), call)
 		}
 	}
 
 	// c2 was the last user of the X' wrapper: GC removes it. The X
 	// wrapper stays: the pod's sandbox was created under X (through the
-	// entry point's name) and still runs.
+	// handler's ExecguardRuntime option) and still runs.
 	eg.Eventually(30*time.Second, "GC removes "+pin2.Wrapper, func() error {
 		if eg.WrapperExists(pin2.Wrapper) {
 			return fmt.Errorf("still there")
@@ -209,4 +228,10 @@ func checkCalls(t *testing.T, eg *harness.Execguard, id, marker string, want ...
 			t.Errorf("no %s call for %s reached runtime alt (calls: %d)", w, short(id), len(eg.RuntimeCalls()))
 		}
 	}
+}
+
+// unquote undoes the quoting crictl's log lines add to an error message
+// (one or two levels of \").
+func unquote(s string) string {
+	return strings.NewReplacer(`\\\"`, `"`, `\"`, `"`).Replace(s)
 }

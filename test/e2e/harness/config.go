@@ -50,10 +50,40 @@ func NewPaths(dir string) Paths {
 	}
 }
 
-// Config renders a containerd config (version 3) for p. runtimes maps CRI
-// runtime handler names to the BinaryName the runc shim runs; every handler
-// uses the runc shim (io.containerd.runc.v2), and "runc" is the default.
-func Config(p Paths, runtimes map[string]string) string {
+// Runtime types of CRI runtime handlers.
+const (
+	// RuncType is containerd's runc shim (containerd-shim-runc-v2).
+	RuncType = "io.containerd.runc.v2"
+	// ShimType is execguard's shim, containerd-shim-execguard-v2.
+	ShimType = "io.containerd.execguard.v2"
+)
+
+// Handler is one CRI runtime handler of a containerd config:
+// [plugins.'io.containerd.cri.v1.runtime'.containerd.runtimes.<name>].
+type Handler struct {
+	// Type is runtime_type; "" is RuncType.
+	Type string
+	// Path is runtime_path, the shim binary; "" leaves it out (containerd
+	// then finds the shim on its PATH by the type's name).
+	Path string
+	// Options is the handler's options table: string, bool and int values,
+	// written in key order. nil writes no table.
+	Options map[string]any
+}
+
+// RuncHandler is a handler of containerd's runc shim that runs binary
+// (runc's BinaryName) with runc root p.RuncRoot and cgroupfs.
+func RuncHandler(p Paths, binary string) Handler {
+	return Handler{Type: RuncType, Options: map[string]any{
+		"BinaryName":    binary,
+		"Root":          p.RuncRoot,
+		"SystemdCgroup": false,
+	}}
+}
+
+// Config renders a containerd config (version 3) for p with the given CRI
+// runtime handlers (name → handler); "runc" is the default handler.
+func Config(p Paths, handlers map[string]Handler) string {
 	q := strconv.Quote
 	var b strings.Builder
 	fmt.Fprintf(&b, `version = 3
@@ -93,21 +123,48 @@ state = %s
 `, q(p.Root), q(p.State), q(p.Socket), q(p.Opt), q(p.NRISocket), q(p.NRIPlugin), q(p.NRIConf),
 		q(SandboxImage), q(p.CNIConf), q(p.CNIConf))
 
-	names := make([]string, 0, len(runtimes))
-	for n := range runtimes {
+	names := make([]string, 0, len(handlers))
+	for n := range handlers {
 		names = append(names, n)
 	}
 	sort.Strings(names)
 	for _, n := range names {
+		h := handlers[n]
+		typ := h.Type
+		if typ == "" {
+			typ = RuncType
+		}
 		t := "plugins.'io.containerd.cri.v1.runtime'.containerd.runtimes." + q(n)
-		fmt.Fprintf(&b, `
-[%s]
-  runtime_type = "io.containerd.runc.v2"
-  [%s.options]
-    BinaryName = %s
-    Root = %s
-    SystemdCgroup = false
-`, t, t, q(runtimes[n]), q(p.RuncRoot))
+		fmt.Fprintf(&b, "\n[%s]\n  runtime_type = %s\n", t, q(typ))
+		if h.Path != "" {
+			fmt.Fprintf(&b, "  runtime_path = %s\n", q(h.Path))
+		}
+		if h.Options == nil {
+			continue
+		}
+		fmt.Fprintf(&b, "  [%s.options]\n", t)
+		keys := make([]string, 0, len(h.Options))
+		for k := range h.Options {
+			keys = append(keys, k)
+		}
+		sort.Strings(keys)
+		for _, k := range keys {
+			fmt.Fprintf(&b, "    %s = %s\n", k, tomlValue(h.Options[k]))
+		}
 	}
 	return b.String()
+}
+
+// tomlValue renders a string, bool or integer as a TOML value.
+func tomlValue(v any) string {
+	switch v := v.(type) {
+	case string:
+		return strconv.Quote(v)
+	case bool:
+		return strconv.FormatBool(v)
+	case int, int32, int64, uint32, uint64:
+		return fmt.Sprint(v)
+	default:
+		panic(fmt.Sprintf("harness: option value %v (%T) is not a string, bool or integer", v, v))
+	}
 }

@@ -21,16 +21,20 @@ import (
 	"github.com/execguard/execguard/wrappers"
 )
 
-// Runtime handlers of an execguard instance, besides the baseline "runc".
+// Runtime handlers of an execguard instance, besides the baseline "runc"
+// (containerd's runc shim running runc). Both run execguard's shim
+// (ShimType, runtime_path bin/containerd-shim-execguard-v2).
 const (
-	// HandlerExecguard runs bin/execguard-runtime: the plugin's choice, else
-	// the default runtime.
+	// HandlerExecguard has no ExecguardRuntime option: a container gets
+	// the runtime its pod selected by annotation, else the default runtime.
 	HandlerExecguard = "execguard"
-	// HandlerAlt runs a link named execguard-runtime.alt: the plugin
-	// chooses runtime "alt" for it (a runtime named like the pod's
-	// handler), and without the plugin the entry point's name does.
+	// HandlerAlt has ExecguardRuntime = "alt": its sandboxes and containers
+	// run runtime "alt" unless a pod selects another by annotation.
 	HandlerAlt = "alt"
 )
+
+// ShimBinary is the file name of execguard's shim in BinDir.
+const ShimBinary = "containerd-shim-execguard-v2"
 
 // Config placeholders ExecguardOptions.Config and WriteConfig replace.
 const (
@@ -71,10 +75,10 @@ type ExecguardOptions struct {
 }
 
 // Execguard is a containerd instance whose handlers "execguard" and "alt"
-// run execguard-runtime, with nri-execguard attached in external mode.
+// run execguard's shim, with nri-execguard attached in external mode.
 type Execguard struct {
 	*Env
-	// BinDir holds nri-execguard and execguard-runtime.
+	// BinDir holds nri-execguard and containerd-shim-execguard-v2.
 	BinDir string
 	// EGDir holds the config, the audit log, the plugin's log and the
 	// runtime call log.
@@ -87,6 +91,7 @@ type Execguard struct {
 	Runc       string
 
 	logLevel   string
+	noPlugin   bool
 	pmu        sync.Mutex
 	plugin     *exec.Cmd
 	pluginDone chan struct{}
@@ -123,7 +128,7 @@ var (
 )
 
 // BinDir returns the directory with the built nri-execguard and
-// execguard-runtime: $EXECGUARD_BIN, else the repository's bin/, built with
+// containerd-shim-execguard-v2: $EXECGUARD_BIN, else the repository's bin/, built with
 // `make build` once per process when a binary is missing.
 func BinDir() (string, error) {
 	buildOnce.Do(func() {
@@ -136,7 +141,7 @@ func BinDir() (string, error) {
 				return
 			}
 			buildDir = filepath.Join(root, "bin")
-			if !executable(filepath.Join(buildDir, "nri-execguard")) || !executable(filepath.Join(buildDir, "execguard-runtime")) {
+			if !executable(filepath.Join(buildDir, "nri-execguard")) || !executable(filepath.Join(buildDir, ShimBinary)) {
 				out, err := exec.Command("make", "-C", root, "build").CombinedOutput()
 				if err != nil {
 					buildErr = fmt.Errorf("make build: %w\n%s", err, out)
@@ -144,7 +149,7 @@ func BinDir() (string, error) {
 				}
 			}
 		}
-		for _, b := range []string{"nri-execguard", "execguard-runtime"} {
+		for _, b := range []string{"nri-execguard", ShimBinary} {
 			if !executable(filepath.Join(buildDir, b)) {
 				buildErr = fmt.Errorf("%s/%s missing or not executable", buildDir, b)
 			}
@@ -159,9 +164,18 @@ func executable(p string) bool {
 }
 
 // StartExecguard starts containerd with execguard's handlers and, unless
-// o.NoPlugin, nri-execguard. The config is published before containerd
-// starts, since containerd runs the runtime's `features` at startup.
+// o.NoPlugin, nri-execguard: NewExecguard, then Boot.
 func StartExecguard(t T, o ExecguardOptions) *Execguard {
+	t.Helper()
+	eg := NewExecguard(t, o)
+	eg.Boot()
+	return eg
+}
+
+// NewExecguard lays out an execguard instance (config written, logging
+// runc wrapper ready) without starting containerd, so that a caller can
+// add or replace handlers (AddHandler, ShimHandler) before Boot.
+func NewExecguard(t T, o ExecguardOptions) *Execguard {
 	t.Helper()
 	bin, err := BinDir()
 	if err != nil {
@@ -182,6 +196,7 @@ func StartExecguard(t T, o ExecguardOptions) *Execguard {
 		StateDir: filepath.Join(env.Dir, "state-eg"),
 		Runc:     runc,
 		logLevel: o.PluginLogLevel,
+		noPlugin: o.NoPlugin,
 	}
 	if eg.logLevel == "" {
 		eg.logLevel = "debug"
@@ -203,26 +218,56 @@ func StartExecguard(t T, o ExecguardOptions) *Execguard {
 	if err := os.WriteFile(eg.Logger(), []byte(logger), 0o755); err != nil {
 		t.Fatal(err)
 	}
-	link := filepath.Join(env.Dir, "execguard-runtime."+HandlerAlt)
-	if err := os.Symlink(filepath.Join(bin, "execguard-runtime"), link); err != nil {
-		t.Fatal(err)
-	}
 	cfg := o.Config
 	if cfg == "" {
 		cfg = BaseConfig
 	}
 	eg.WriteConfig(cfg)
+	return eg
+}
+
+// Shim is the path of execguard's shim binary.
+func (eg *Execguard) Shim() string { return filepath.Join(eg.BinDir, ShimBinary) }
+
+// ShimHandler is a handler of execguard's shim as an operator configures
+// it: runtime_path the shim, options Root (this instance's runc root) and
+// SystemdCgroup = false, plus ExecguardRuntime = rt unless rt is "".
+func (eg *Execguard) ShimHandler(rt string) Handler {
+	h := Handler{Type: ShimType, Path: eg.Shim(), Options: map[string]any{
+		"Root":          eg.RuncRoot,
+		"SystemdCgroup": false,
+	}}
+	if rt != "" {
+		h.Options["ExecguardRuntime"] = rt
+	}
+	return h
+}
+
+// Boot publishes the config (containerd asks each handler's shim for its
+// runtime's features at startup), adds the handlers "execguard" and "alt"
+// unless the caller added handlers of those names, starts containerd with
+// EXECGUARD_STATE_DIR in its environment (the shims inherit it) and,
+// unless NoPlugin, nri-execguard.
+func (eg *Execguard) Boot() {
+	t := eg.t
+	t.Helper()
 	if out, err := eg.CLI("publish", "--config", eg.ConfigPath); err != nil {
 		t.Fatalf("nri-execguard publish: %v\n%s", err, out)
 	}
-	env.AddRuntime(HandlerExecguard, filepath.Join(bin, "execguard-runtime"))
-	env.AddRuntime(HandlerAlt, link)
-	env.AddEnv("EXECGUARD_STATE_DIR=" + eg.StateDir)
-	env.Boot()
-	if !o.NoPlugin {
+	if !eg.HasHandler(HandlerExecguard) {
+		eg.AddHandler(HandlerExecguard, eg.ShimHandler(""))
+	}
+	if !eg.HasHandler(HandlerAlt) {
+		eg.AddHandler(HandlerAlt, eg.ShimHandler(HandlerAlt))
+	}
+	eg.AddEnv("EXECGUARD_STATE_DIR=" + eg.StateDir)
+	// The shim is reached by runtime_path only, not on containerd's PATH:
+	// the restart scenarios then show that the shim records its path in
+	// every container's bundle (containerd/containerd#10811).
+	eg.Env.Boot()
+	if !eg.noPlugin {
 		eg.StartPlugin()
 	}
-	return eg
 }
 
 // Logger is the path of a runc wrapper script that logs every call to

@@ -1,7 +1,7 @@
 //go:build e2e
 
-// Package harness runs a private containerd (CRI, NRI, runc shim) for
-// end-to-end tests. It needs root and the binaries and images that
+// Package harness runs a private containerd (CRI, NRI, runc shim and
+// execguard's shim) for end-to-end tests. It needs root and the binaries and images that
 // test/e2e/setup.sh puts in the cache.
 package harness
 
@@ -37,12 +37,15 @@ type T interface {
 
 // Options configure a containerd instance.
 type Options struct {
-	// Runtimes are CRI runtime handlers besides the baseline "runc":
-	// handler name → BinaryName run by the runc shim.
-	Runtimes map[string]string
+	// Handlers are CRI runtime handlers by name. The baseline "runc"
+	// (containerd's runc shim running runc, RuncHandler) is added unless
+	// Handlers has one of that name.
+	Handlers map[string]Handler
 	// Env is added to containerd's environment (KEY=VALUE); the shims, and so
 	// the runtime binaries, inherit it.
 	Env []string
+	// Path are directories put first on containerd's PATH, before Bin.
+	Path []string
 }
 
 // Env is a running containerd instance owned by one test.
@@ -99,7 +102,7 @@ func Start(t T, opts Options) *Env {
 }
 
 // New runs setup and lays out a containerd instance without starting it,
-// so that a caller can prepare files in e.Dir and add runtimes (AddRuntime,
+// so that a caller can prepare files in e.Dir and add handlers (AddHandler,
 // AddEnv) before Boot. Everything is removed at t's cleanup.
 func New(t T, opts Options) *Env {
 	t.Helper()
@@ -119,11 +122,12 @@ func New(t T, opts Options) *Env {
 		t.Fatalf("make instance dir: %v", err)
 	}
 	o := opts
-	o.Runtimes = map[string]string{}
-	for name, bin := range opts.Runtimes {
-		o.Runtimes[name] = bin
+	o.Handlers = map[string]Handler{}
+	for name, h := range opts.Handlers {
+		o.Handlers[name] = h
 	}
 	o.Env = append([]string(nil), opts.Env...)
+	o.Path = append([]string(nil), opts.Path...)
 	e := &Env{
 		Paths:   NewPaths(dir),
 		Bin:     filepath.Join(CacheDir(), "bin"),
@@ -137,12 +141,18 @@ func New(t T, opts Options) *Env {
 	return e
 }
 
-// AddRuntime adds a CRI runtime handler (name → BinaryName) before Boot.
-func (e *Env) AddRuntime(handler, binary string) {
+// AddHandler adds (or replaces) a CRI runtime handler before Boot.
+func (e *Env) AddHandler(name string, h Handler) {
 	if e.booted {
-		e.t.Fatalf("AddRuntime %s after Boot", handler)
+		e.t.Fatalf("AddHandler %s after Boot", name)
 	}
-	e.opts.Runtimes[handler] = binary
+	e.opts.Handlers[name] = h
+}
+
+// HasHandler tells whether a handler of that name was added.
+func (e *Env) HasHandler(name string) bool {
+	_, ok := e.opts.Handlers[name]
+	return ok
 }
 
 // AddEnv adds KEY=VALUE to containerd's environment before Boot.
@@ -153,26 +163,37 @@ func (e *Env) AddEnv(kv ...string) {
 	e.opts.Env = append(e.opts.Env, kv...)
 }
 
+// AddPath puts dir first on containerd's PATH before Boot.
+func (e *Env) AddPath(dir string) {
+	if e.booted {
+		e.t.Fatalf("AddPath after Boot")
+	}
+	e.opts.Path = append(e.opts.Path, dir)
+}
+
 // Boot writes the containerd and crictl configs, starts containerd and
 // imports the test images.
 func (e *Env) Boot() {
 	t := e.t
 	t.Helper()
 	e.booted = true
-	runc, err := exec.LookPath("runc")
-	if err != nil {
-		t.Fatalf("find runc: %v", err)
+	handlers := map[string]Handler{}
+	for name, h := range e.opts.Handlers {
+		handlers[name] = h
 	}
-	runtimes := map[string]string{"runc": runc}
-	for name, bin := range e.opts.Runtimes {
-		runtimes[name] = bin
+	if _, ok := handlers["runc"]; !ok {
+		runc, err := exec.LookPath("runc")
+		if err != nil {
+			t.Fatalf("find runc: %v", err)
+		}
+		handlers["runc"] = RuncHandler(e.Paths, runc)
 	}
 	for _, d := range []string{e.NRIPlugin, e.NRIConf, e.CNIConf, e.PodLogs} {
 		if err := os.MkdirAll(d, 0o755); err != nil {
 			t.Fatalf("make %s: %v", d, err)
 		}
 	}
-	if err := os.WriteFile(e.Config, []byte(Config(e.Paths, runtimes)), 0o644); err != nil {
+	if err := os.WriteFile(e.Config, []byte(Config(e.Paths, handlers)), 0o644); err != nil {
 		t.Fatalf("write containerd config: %v", err)
 	}
 	crictlConf := fmt.Sprintf("runtime-endpoint: unix://%s\nimage-endpoint: unix://%s\ntimeout: 30\n", e.Socket, e.Socket)
@@ -211,8 +232,9 @@ func (e *Env) startContainerd() error {
 	cmd := exec.Command(filepath.Join(e.Bin, "containerd"), "--config", e.Config, "--log-level", "debug")
 	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.Dir = e.Dir
-	// The shim is found through PATH.
-	cmd.Env = append(os.Environ(), "PATH="+e.Bin+":"+os.Getenv("PATH"))
+	// The shims are found through PATH.
+	path := append(append([]string(nil), e.opts.Path...), e.Bin, os.Getenv("PATH"))
+	cmd.Env = append(os.Environ(), "PATH="+strings.Join(path, ":"))
 	cmd.Env = append(cmd.Env, e.opts.Env...)
 	// Die with the test binary (e.g. on a test timeout, when no cleanup
 	// runs), but not with a Ctrl-C meant for it: its own process group
@@ -341,9 +363,19 @@ func (e *Env) RunPod(name string, labels map[string]string, handler string) stri
 // RunPodConfig runs a pod from a CRI pod config and returns its id.
 func (e *Env) RunPodConfig(config map[string]any, handler string) string {
 	e.t.Helper()
-	file, err := e.writeJSON("pod", config)
+	id, err := e.TryRunPodConfig(config, handler)
 	if err != nil {
 		e.t.Fatal(err)
+	}
+	return id
+}
+
+// TryRunPodConfig is RunPodConfig returning crictl's failure (its stderr
+// included) instead of failing the test.
+func (e *Env) TryRunPodConfig(config map[string]any, handler string) (string, error) {
+	file, err := e.writeJSON("pod", config)
+	if err != nil {
+		return "", err
 	}
 	args := []string{"runp"}
 	if handler != "" {
@@ -351,13 +383,13 @@ func (e *Env) RunPodConfig(config map[string]any, handler string) string {
 	}
 	stdout, stderr, err := e.Crictl(append(args, file)...)
 	if err != nil {
-		e.t.Fatalf("run pod: %v: %s", err, stderr)
+		return "", fmt.Errorf("run pod: %w: %s", err, stderr)
 	}
 	id := strings.TrimSpace(stdout)
 	e.mu.Lock()
 	e.pods[id] = file
 	e.mu.Unlock()
-	return id
+	return id, nil
 }
 
 // ContainerConfig returns a CRI container config (crictl JSON) running cmd
@@ -500,13 +532,20 @@ func (e *Env) deleteContainers() error {
 	return errors.Join(errs...)
 }
 
-// killShims kills the shims that serve this instance's socket.
-func (e *Env) killShims() error {
+// Shim is a running shim process of this instance.
+type Shim struct {
+	Pid  int
+	Path string // argv[0]: the shim binary as containerd ran it
+}
+
+// Shims returns the shims that serve this instance's socket (containerd's
+// runc shim, execguard's), found in /proc.
+func (e *Env) Shims() ([]Shim, error) {
 	procs, err := filepath.Glob("/proc/[0-9]*/cmdline")
 	if err != nil {
-		return err
+		return nil, err
 	}
-	var errs []error
+	var shims []Shim
 	for _, p := range procs {
 		data, err := os.ReadFile(p)
 		if err != nil {
@@ -518,6 +557,38 @@ func (e *Env) killShims() error {
 		}
 		var pid int
 		fmt.Sscanf(filepath.Base(filepath.Dir(p)), "%d", &pid)
+		shims = append(shims, Shim{Pid: pid, Path: args[0]})
+	}
+	return shims, nil
+}
+
+// RSS returns a process's resident set size in bytes (VmRSS).
+func RSS(pid int) (int64, error) {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0, err
+	}
+	for _, l := range strings.Split(string(data), "\n") {
+		if f := strings.Fields(l); len(f) == 3 && f[0] == "VmRSS:" && f[2] == "kB" {
+			var kb int64
+			if _, err := fmt.Sscanf(f[1], "%d", &kb); err != nil {
+				return 0, fmt.Errorf("pid %d: VmRSS %q: %w", pid, l, err)
+			}
+			return kb * 1024, nil
+		}
+	}
+	return 0, fmt.Errorf("pid %d: no VmRSS in its status", pid)
+}
+
+// killShims kills the shims that serve this instance's socket.
+func (e *Env) killShims() error {
+	shims, err := e.Shims()
+	if err != nil {
+		return err
+	}
+	var errs []error
+	for _, s := range shims {
+		pid := s.Pid
 		if err := syscall.Kill(pid, syscall.SIGKILL); err != nil && !errors.Is(err, syscall.ESRCH) {
 			errs = append(errs, fmt.Errorf("kill shim %d: %w", pid, err))
 		}
