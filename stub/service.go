@@ -196,7 +196,7 @@ func (s *service) Create(ctx context.Context, r *taskAPI.CreateTaskRequest) (_ *
 	if err != nil {
 		return nil, errgrpc.ToGRPCf(errdefs.ErrUnavailable, "execguard: cannot pin container %s to runtime %s: %v", r.ID, rt.Runtime, err)
 	}
-	opts.Runc.BinaryName = store.Path(pin.Wrapper)
+	opts.Runc.BinaryName = store.Command(rt)
 	if r.Options, err = encodeRunc(opts.Runc); err != nil {
 		return nil, errgrpc.ToGRPC(err)
 	}

@@ -262,8 +262,12 @@ func TestCreatePinsTheChosenRuntime(t *testing.T) {
 			}
 			rt := snap.Runtimes[tc.want]
 			o := runcOptionsOf(t, f.inner.creates[0])
-			if want := wrappers.OpenExisting(f.state).Path(rt.Wrapper); o.BinaryName != want {
-				t.Fatalf("BinaryName = %q, want the wrapper of %s %q", o.BinaryName, tc.want, want)
+			want := wrappers.OpenExisting(f.state).Path(rt.Wrapper)
+			if len(rt.Args) == 0 {
+				want = rt.Path // the same call as its wrapper, without /bin/sh
+			}
+			if o.BinaryName != want {
+				t.Fatalf("BinaryName = %q, want %q (runtime %s)", o.BinaryName, want, tc.want)
 			}
 			if o.SystemdCgroup != tc.systemd || o.CriuImagePath != tc.criuPath {
 				t.Fatalf("runc options lost the handler's: %+v", o)

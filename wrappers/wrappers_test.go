@@ -343,3 +343,29 @@ func TestPins(t *testing.T) {
 		t.Fatalf("Read after Delete: %v", err)
 	}
 }
+
+// TestCommandIsTheWrappersCall: what the shim runs for a runtime (its
+// Command) gets exactly the argv the runtime would get through the
+// wrapper, with and without configured args.
+func TestCommandIsTheWrappersCall(t *testing.T) {
+	store, err := Open(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	argv := []string{"--root", "/run/x y", "exec", "--process", "$HOME `id` *", "c1"}
+	for _, args := range [][]string{nil, {"--systemd-cgroup", "a 'b'"}} {
+		spec := Spec{Runtime: "fake", Path: fakeRuntime, Args: args}
+		name, err := store.Ensure(spec)
+		if err != nil {
+			t.Fatal(err)
+		}
+		viaWrapper := runWrapper(t, store.Path(name), argv)
+		viaCommand := runWrapper(t, store.Command(spec), argv)
+		if !slices.Equal(viaWrapper, viaCommand) {
+			t.Errorf("args %q: the wrapper passes %q, Command %q", args, viaWrapper, viaCommand)
+		}
+		if len(args) > 0 && store.Command(spec) != store.Path(name) {
+			t.Errorf("a runtime with args must run through its wrapper, not %s", store.Command(spec))
+		}
+	}
+}
