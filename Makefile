@@ -50,17 +50,22 @@ bench-e2e: build
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem ./...
 
-# Installs under $(DESTDIR): both binaries in $(PREFIX)/bin; the link
-# execguard-runtime.crun (a containerd handler naming it runs the runtime
-# "crun"); the pre-registered NRI plugin /opt/nri/plugins/10-execguard (a
-# link, so that upgrading the binary upgrades the plugin); its config
-# /etc/nri/conf.d/10-execguard.conf unless one exists; the root-only state
-# dir. containerd's drop-in (conf/deploy/containerd-execguard.toml) is left
-# to the operator: it switches every CRI container to execguard-runtime.
+# Installs under $(DESTDIR): nri-execguard and containerd-shim-execguard-v2
+# in $(PREFIX)/bin, each copied to a temporary name in that directory and
+# renamed over the old file (mv -f within one directory is a rename), so
+# that containerd starting a shim, or a running plugin, never sees a
+# truncated binary; the pre-registered NRI plugin
+# /opt/nri/plugins/10-execguard (a link, so that upgrading the binary
+# upgrades the plugin); its config /etc/nri/conf.d/10-execguard.conf unless
+# one exists; the root-only state dir. containerd's drop-in
+# (conf/deploy/containerd-execguard.toml) is left to the operator: it
+# switches every CRI pod to containerd-shim-execguard-v2.
 install: build
-	install -D -m 0755 $(BIN)/nri-execguard $(DESTDIR)$(PREFIX)/bin/nri-execguard
-	install -D -m 0755 $(BIN)/execguard-runtime $(DESTDIR)$(PREFIX)/bin/execguard-runtime
-	ln -sfn execguard-runtime $(DESTDIR)$(PREFIX)/bin/execguard-runtime.crun
+	install -d -m 0755 $(DESTDIR)$(PREFIX)/bin
+	for b in nri-execguard containerd-shim-execguard-v2; do \
+		install -m 0755 $(BIN)/$$b $(DESTDIR)$(PREFIX)/bin/.$$b.new && \
+		mv -f $(DESTDIR)$(PREFIX)/bin/.$$b.new $(DESTDIR)$(PREFIX)/bin/$$b || exit 1; \
+	done
 	install -d -m 0755 $(DESTDIR)/opt/nri/plugins $(DESTDIR)/etc/nri/conf.d
 	ln -sfn $(PREFIX)/bin/nri-execguard $(DESTDIR)/opt/nri/plugins/10-execguard
 	test -e $(DESTDIR)/etc/nri/conf.d/10-execguard.conf || install -m 0644 conf/deploy/config.toml $(DESTDIR)/etc/nri/conf.d/10-execguard.conf
