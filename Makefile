@@ -8,12 +8,12 @@ PREFIX    ?= /usr/local
 GOFLAGS   ?= -buildvcs=false
 export GOFLAGS
 
-.PHONY: deps all build test lint e2e demo bench-e2e bench install clean fuzz
+.PHONY: deps all build test lint e2e demo bench-e2e bench install clean fuzz image chart-lint
 
 all: build
 
 build:
-	$(GO) build -trimpath -ldflags '-s -w' -o $(BIN)/nri-execguard ./plugin/cmd/nri-execguard
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '-s -w' -o $(BIN)/nri-execguard ./plugin/cmd/nri-execguard
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '-s -w' -o $(BIN)/containerd-shim-execguard-v2 ./stub/cmd/containerd-shim-execguard-v2
 
 # What the tests and the demo need on this machine (root): runc and
@@ -70,6 +70,35 @@ install: build
 	ln -sfn $(PREFIX)/bin/nri-execguard $(DESTDIR)/opt/nri/plugins/10-execguard
 	test -e $(DESTDIR)/etc/nri/conf.d/10-execguard.conf || install -m 0644 conf/deploy/config.toml $(DESTDIR)/etc/nri/conf.d/10-execguard.conf
 	install -d -m 0700 $(DESTDIR)/var/lib/execguard
+
+# The nri-execguard image (both binaries, static): an OCI image layout tar
+# for `ctr -n k8s.io images import` (it also carries docker's manifest.json,
+# for `docker load`), built without a registry or a daemon. Reproducible:
+# the same binaries, VERSION and REVISION give the same digest (printed, and
+# written to $(IMAGE_TAR).digest). conf/deploy/Containerfile builds the
+# same content with other tools.
+IMAGE     ?= ghcr.io/execguard/nri-execguard
+VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+REVISION  ?= $(shell git rev-parse HEAD 2>/dev/null)
+IMAGE_TAR ?= $(BIN)/nri-execguard-image.tar
+image: build
+	$(GO) run ./internal/ociimage/mkimage -bin $(BIN) -ref $(IMAGE):$(VERSION) \
+		-version $(VERSION) -revision '$(REVISION)' -arch $$($(GO) env GOARCH) -o $(IMAGE_TAR)
+
+# The Helm chart: helm (built from the Go module proxy into $(TOOLS), a few
+# minutes the first time) lints it and renders it with every optional part on.
+HELM_VERSION := v3.19.0
+CHART := conf/deploy/helm/nri-execguard
+$(TOOLS)/helm:
+	cd / && GOBIN=$(TOOLS) $(GO) install helm.sh/helm/v3/cmd/helm@$(HELM_VERSION)
+
+chart-lint: $(TOOLS)/helm
+	$(TOOLS)/helm lint --strict $(CHART)
+	$(TOOLS)/helm template t $(CHART) -n kube-system >/dev/null
+	$(TOOLS)/helm template t $(CHART) -n kube-system --set metrics.serviceMonitor.enabled=true \
+		--set installer.restartContainerd=true --set installer.editContainerdConfig=true \
+		--set runtimeClass.create=true --set-string installer.containerdDropIn='version = 3' >/dev/null
+	$(TOOLS)/helm template t $(CHART) -n kube-system --set installer.enabled=false >/dev/null
 
 clean:
 	rm -rf $(BIN)

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/containerd/nri/pkg/api"
+	"github.com/containerd/nri/pkg/stub"
 	"github.com/sirupsen/logrus"
 
 	"github.com/execguard/execguard/conf"
@@ -47,6 +48,19 @@ type Plugin struct {
 	// sessions counts the NRI connections that got configured.
 	sessions atomic.Int64
 }
+
+// The NRI events the plugin handles. The stub subscribes a handler by its
+// method set: a renamed or mistyped handler would silently lose its
+// subscription without these.
+var (
+	_ stub.ConfigureInterface       = (*Plugin)(nil)
+	_ stub.SynchronizeInterface     = (*Plugin)(nil)
+	_ stub.ShutdownInterface        = (*Plugin)(nil)
+	_ stub.RunPodInterface          = (*Plugin)(nil)
+	_ stub.RemovePodInterface       = (*Plugin)(nil)
+	_ stub.CreateContainerInterface = (*Plugin)(nil)
+	_ stub.RemoveContainerInterface = (*Plugin)(nil)
+)
 
 // New returns a plugin with no configuration yet. configName is the file
 // the configuration comes from, for messages.

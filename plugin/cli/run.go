@@ -14,6 +14,7 @@ import (
 	"github.com/sirupsen/logrus"
 
 	"github.com/execguard/execguard/plugin"
+	"github.com/execguard/execguard/plugin/lifecycle"
 )
 
 // preRegisteredLog is where a pre-registered plugin logs by default: the
@@ -32,7 +33,7 @@ func runDaemon(args []string, stdout, stderr io.Writer) int {
 	fs.StringVar(&o.SocketPath, "socket-path", api.DefaultSocketPath, "NRI socket to dial (external mode)")
 	fs.StringVar(&o.Name, "name", plugin.DefaultPluginName, "plugin name to register (external mode)")
 	fs.StringVar(&o.Idx, "idx", plugin.DefaultPluginIdx, "plugin index to register (external mode)")
-	fs.StringVar(&o.ContainerdAddress, "containerd-address", "/run/containerd/containerd.sock", "containerd socket, to collect the exec records of removed containers (\"\" disables the exec audit log, exec metrics and record GC)")
+	fs.StringVar(&o.ContainerdAddress, "containerd-address", lifecycle.DefaultContainerdAddress, "containerd socket, to collect the exec records of removed containers (\"\" disables the exec audit log, exec metrics and record GC)")
 	namespace := fs.String("namespace", "", "deprecated and ignored (exec events are no longer followed)")
 	level := fs.String("log-level", "info", "log level: debug, info, warn, error")
 	logFile := fs.String("log-file", "", "log to this file instead of stderr (pre-registered default: "+preRegisteredLog+")")
