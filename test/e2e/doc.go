@@ -5,7 +5,7 @@
 //
 //	make e2e                 # setup (cached in /var/cache/execguard), build, run
 //	go test -tags e2e -v -count=1 ./test/e2e/...
-//	make bench-e2e           # exec latency through runc vs execguard's shim
+//	make bench-e2e           # exec latency and pod lifecycle, runc vs execguard's shim
 //	make demo                # a narrated walk through (test/demo)
 //
 // Each test starts its own containerd in /tmp/egNNNN
@@ -36,6 +36,13 @@
 //     shim with containerd's default options; SystemdCgroup and Root reach
 //     runc.
 //   - TestAuditMode: a rule in audit mode refuses and limits nothing.
+//   - TestAsPod: the plugin from `make image`, run as a pod with the
+//     DaemonSet's own container spec (parsed from daemonset.yaml), refuses,
+//     allows and records execs, and follows a ConfigMap-style ..data swap
+//     (EXECGUARD_E2E_BREAK_DAEMONSET=state|hostPID breaks the spec).
+//   - TestInstaller, TestInstallerDefaultDropIn: `nri-execguard install`
+//     into a temp host root that a real containerd then loads; re-run,
+//     uninstall with a pod still running.
 //   - TestSmoke: the environment itself, plain runc.
 //
 // Environment: EXECGUARD_BIN (directory with nri-execguard and
