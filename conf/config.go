@@ -30,7 +30,8 @@ type Runtime struct {
 
 // PolicyFields are the exec policy keys. In [exec] every unset key takes its
 // default; in a [[rules]] entry or a pod annotation only the keys set apply.
-// Pointers tell "unset" from a zero value.
+// Pointers tell "unset" from a zero value. Each field has its entry in
+// PolicyKeys (policykeys.go), which says everything else about the key.
 type PolicyFields struct {
 	Mode                   *string   `toml:"mode" json:"mode,omitempty"`
 	Privileged             *string   `toml:"privileged" json:"privileged,omitempty"`
@@ -49,7 +50,8 @@ type PolicyFields struct {
 	KillGrace              *Duration `toml:"kill_grace" json:"kill_grace,omitempty"`
 }
 
-// Policy is an effective exec policy: every key has a value.
+// Policy is an effective exec policy: every key has a value. Its fields
+// are those of PolicyFields, in the same order.
 type Policy struct {
 	Mode                   string   `json:"mode"`
 	Privileged             string   `json:"privileged"`
@@ -77,61 +79,6 @@ const (
 	PrivilegedClamp = "clamp"
 	PrivilegedAllow = "allow"
 )
-
-// DefaultPolicy is the policy of an empty [exec] table.
-func DefaultPolicy() Policy {
-	return Policy{
-		Mode:       ModeEnforce,
-		Privileged: PrivilegedDeny,
-		AllowTTY:   true,
-		KillSignal: "SIGTERM",
-		KillGrace:  Duration(10 * time.Second),
-	}
-}
-
-// Apply returns p with every field that f sets replaced by f's value.
-func (p Policy) Apply(f PolicyFields) Policy {
-	setStr(&p.Mode, f.Mode)
-	setStr(&p.Privileged, f.Privileged)
-	setBool(&p.DenyExecIntoPrivileged, f.DenyExecIntoPrivileged)
-	setBool(&p.DenyRoot, f.DenyRoot)
-	setStr(&p.User, f.User)
-	setStr(&p.WorkingDir, f.WorkingDir)
-	setBool(&p.AllowTTY, f.AllowTTY)
-	setList(&p.Env, f.Env)
-	setList(&p.UnsetEnv, f.UnsetEnv)
-	setList(&p.AllowCommands, f.AllowCommands)
-	setList(&p.DenyCommands, f.DenyCommands)
-	if f.MaxConcurrent != nil {
-		p.MaxConcurrent = *f.MaxConcurrent
-	}
-	if f.MaxDuration != nil {
-		p.MaxDuration = *f.MaxDuration
-	}
-	setStr(&p.KillSignal, f.KillSignal)
-	if f.KillGrace != nil {
-		p.KillGrace = *f.KillGrace
-	}
-	return p
-}
-
-func setStr(dst *string, v *string) {
-	if v != nil {
-		*dst = *v
-	}
-}
-
-func setBool(dst *bool, v *bool) {
-	if v != nil {
-		*dst = *v
-	}
-}
-
-func setList(dst *[]string, v *[]string) {
-	if v != nil {
-		*dst = append([]string(nil), (*v)...)
-	}
-}
 
 // Rule is one [[rules]] entry: a match and the policy keys it overrides.
 type Rule struct {

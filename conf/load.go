@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
-	"path"
 	"path/filepath"
 	"sort"
 	"strconv"
@@ -14,7 +13,6 @@ import (
 	"time"
 
 	"github.com/hashicorp/go-multierror"
-	"github.com/moby/sys/signal"
 	"github.com/pelletier/go-toml/v2"
 	"github.com/pelletier/go-toml/v2/unstable"
 
@@ -153,6 +151,7 @@ func (p *parsed) sanitized(data []byte) []byte {
 	if len(p.badDurations) == 0 {
 		return data
 	}
+	sort.Slice(p.badDurations, func(i, j int) bool { return p.badDurations[i].Offset < p.badDurations[j].Offset })
 	var b bytes.Buffer
 	last := 0
 	for _, r := range p.badDurations {
@@ -211,9 +210,10 @@ func formatProblems(errs []error) string {
 	return strings.Join(lines, "\n")
 }
 
-// index records the position of every key, and checks scalar values by key
-// name (durations, signals, enums, paths, globs) so that all such mistakes
-// are reported together, before the strict decode stops at the first one.
+// index records the position of every key, checks the values of policy keys
+// in [exec] and [[rules]] (as PolicyKeys says) and other scalar values by
+// key name (durations, paths, globs), so that all such mistakes are
+// reported together, before the strict decode stops at the first one.
 func (p *parsed) index(data []byte) error {
 	var up unstable.Parser
 	up.Reset(data)
@@ -266,6 +266,18 @@ func keyStart(up *unstable.Parser, n *unstable.Node) unstable.Position {
 	return unstable.Position{Line: 1, Column: 1}
 }
 
+// lastKeyStart is the position of the last part of a key-value's key.
+func lastKeyStart(up *unstable.Parser, n *unstable.Node) unstable.Position {
+	var last *unstable.Node
+	for it := n.Key(); it.Next(); {
+		last = it.Node()
+	}
+	if last == nil {
+		return unstable.Position{Line: 1, Column: 1}
+	}
+	return up.Shape(last.Raw).Start
+}
+
 func keyPath(it unstable.Iterator) string {
 	var parts []string
 	for it.Next() {
@@ -285,26 +297,60 @@ func (p *parsed) keyValue(up *unstable.Parser, table string, n *unstable.Node) {
 	key := join(table, keyPath(n.Key()))
 	v := n.Value()
 	p.pos[key] = up.Shape(v.Raw).Start
+	pk, written, isPolicy := policyKeyAt(key)
+	if isPolicy && written != pk.Name() {
+		// The decoder would take it for the key (it matches names in any
+		// case); refuse it rather than let it apply unchecked.
+		// At the key: a list value has no position of its own.
+		pos := lastKeyStart(up, n)
+		p.addAt(pos.Line, pos.Column, key, fmt.Sprintf("policy key in another case: write %q", pk.Name()))
+		if _, badDuration := pk.checkTOML(v); badDuration {
+			p.badDurations = append(p.badDurations, v.Raw) // decode on
+		}
+		return
+	}
 	switch v.Kind {
 	case unstable.InlineTable:
-		it := v.Children()
-		for it.Next() {
-			if c := it.Node(); c.Kind == unstable.KeyValue {
-				p.keyValue(up, key, c)
-			}
-		}
+		p.inlineTable(up, key, v)
 	case unstable.Array:
 		it := v.Children()
 		for i := 0; it.Next(); i++ {
 			c := it.Node()
 			ek := fmt.Sprintf("%s[%d]", key, i)
 			p.pos[ek] = up.Shape(c.Raw).Start
-			if c.Kind == unstable.String {
+			switch {
+			case c.Kind == unstable.InlineTable: // rules = [{ ... }]
+				p.inlineTable(up, ek, c)
+			case c.Kind == unstable.String && !isPolicy:
 				p.checkScalar(key, ek, string(c.Data), c.Raw)
 			}
 		}
 	case unstable.String:
-		p.checkScalar(key, key, string(v.Data), v.Raw)
+		if !isPolicy {
+			p.checkScalar(key, key, string(v.Data), v.Raw)
+		}
+	}
+	if isPolicy {
+		probs, badDuration := pk.checkTOML(v)
+		if badDuration {
+			p.badDurations = append(p.badDurations, v.Raw)
+		}
+		for _, pr := range probs {
+			at := key
+			if pr.Elem >= 0 {
+				at = fmt.Sprintf("%s[%d]", key, pr.Elem)
+			}
+			p.add(at, "%s", pr.Msg)
+		}
+	}
+}
+
+func (p *parsed) inlineTable(up *unstable.Parser, key string, v *unstable.Node) {
+	it := v.Children()
+	for it.Next() {
+		if c := it.Node(); c.Kind == unstable.KeyValue {
+			p.keyValue(up, key, c)
+		}
 	}
 }
 
@@ -319,31 +365,20 @@ func leaf(key string) string {
 	return key
 }
 
-// checkScalar validates a string value by the name of its key. at is where
-// the value stands (an array element has its own index).
+// checkScalar validates a string value of a key other than a policy key
+// by the name of its key. at is where the value stands (an array element
+// has its own index).
 func (p *parsed) checkScalar(key, at, v string, raw unstable.Range) {
 	if strings.Contains(key, "pod_labels.") {
 		return // label names are the user's, not policy keys (env = "prod")
 	}
 	switch leaf(key) {
-	case "max_duration", "kill_grace", "interval", "exec_retention", "wrapper_grace":
+	case "interval", "exec_retention", "wrapper_grace":
 		if d, err := time.ParseDuration(v); err != nil {
 			p.add(at, "invalid duration %q (want e.g. \"30s\", \"10m\")", v)
 			p.badDurations = append(p.badDurations, raw)
 		} else if d < 0 {
 			p.add(at, "negative duration %q", v)
-		}
-	case "kill_signal":
-		if _, err := signal.ParseSignal(v); err != nil {
-			p.add(at, "unknown signal %q (want e.g. \"SIGTERM\" or \"15\")", v)
-		}
-	case "mode":
-		if v != ModeEnforce && v != ModeAudit {
-			p.add(at, "unknown mode %q (want %q or %q)", v, ModeEnforce, ModeAudit)
-		}
-	case "privileged":
-		if v != PrivilegedDeny && v != PrivilegedClamp && v != PrivilegedAllow {
-			p.add(at, "unknown value %q (want %q, %q or %q)", v, PrivilegedDeny, PrivilegedClamp, PrivilegedAllow)
 		}
 	case "path", "state_dir":
 		if table := strings.SplitN(key, ".", 2)[0]; table == "audit" && v == "" {
@@ -352,21 +387,9 @@ func (p *parsed) checkScalar(key, at, v string, raw unstable.Range) {
 		if !filepath.IsAbs(v) {
 			p.add(at, "%q is not an absolute path", v)
 		}
-	case "working_dir":
-		if v != "" && !path.IsAbs(v) {
-			p.add(at, "%q is not an absolute path", v)
-		}
-	case "user":
-		if err := CheckUser(v); err != nil {
+	case "namespaces", "pods", "containers":
+		if err := glob(v); err != nil {
 			p.add(at, "%v", err)
-		}
-	case "env":
-		if k, _, ok := strings.Cut(v, "="); !ok || k == "" {
-			p.add(at, "%q is not of the form KEY=VALUE", v)
-		}
-	case "unset_env", "allow_commands", "deny_commands", "namespaces", "pods", "containers":
-		if _, err := path.Match(v, ""); err != nil {
-			p.add(at, "bad glob %q: %v", v, err)
 		}
 	}
 }
@@ -436,7 +459,6 @@ func (p *parsed) validate(c *Config) {
 			p.add(fmt.Sprintf("annotations.selectable_runtimes[%d]", i), "runtime %q is not defined under [runtimes]", rt)
 		}
 	}
-	p.checkPolicy("exec", c.Exec)
 	seen := map[string]int{}
 	for i, r := range c.Rules {
 		key := fmt.Sprintf("rules[%d]", i)
@@ -447,19 +469,12 @@ func (p *parsed) validate(c *Config) {
 		} else {
 			seen[r.Name] = i
 		}
-		p.checkPolicy(key, r.PolicyFields)
 	}
 	if c.GC.Interval.Std() < time.Second {
 		p.add("gc.interval", "must be at least 1s")
 	}
 	if c.Audit.MaxSizeMB < 0 {
 		p.add("audit.max_size_mb", "must not be negative")
-	}
-}
-
-func (p *parsed) checkPolicy(key string, f PolicyFields) {
-	if f.MaxConcurrent != nil && *f.MaxConcurrent < 0 {
-		p.add(key+".max_concurrent", "must not be negative (0 = unlimited)")
 	}
 }
 

@@ -4,12 +4,9 @@ import (
 	"encoding/json"
 	"fmt"
 	"path"
-	"slices"
-	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
-
-	"github.com/moby/sys/signal"
 
 	"github.com/execguard/execguard/conf"
 )
@@ -25,32 +22,41 @@ const (
 	RuleAnnotation = "annotation" // the pod's execguard.io/exec-policy
 )
 
-// Policy keys, in the order of conf.PolicyFields. PolicyKeys names them as
-// in the TOML file.
-const (
-	KeyMode = iota
-	KeyPrivileged
-	KeyDenyExecIntoPrivileged
-	KeyDenyRoot
-	KeyUser
-	KeyWorkingDir
-	KeyAllowTTY
-	KeyEnv
-	KeyUnsetEnv
-	KeyAllowCommands
-	KeyDenyCommands
-	KeyMaxConcurrent
-	KeyMaxDuration
-	KeyKillSignal
-	KeyKillGrace
-	NumKeys
+// NumKeys is the number of policy keys (conf.PolicyKeys).
+const NumKeys = len(conf.PolicyKeys)
+
+// PolicyKeys are the names of the policy keys, indexed like
+// conf.PolicyKeys and Trace.SetBy.
+var PolicyKeys = func() (names [NumKeys]string) {
+	for i, k := range &conf.PolicyKeys {
+		names[i] = k.Name()
+	}
+	return names
+}()
+
+// Indexes into Trace.SetBy of the keys the decision logic names.
+var (
+	KeyPrivileged             = keyIndex("privileged")
+	KeyDenyExecIntoPrivileged = keyIndex("deny_exec_into_privileged")
+	KeyDenyRoot               = keyIndex("deny_root")
+	KeyUser                   = keyIndex("user")
+	KeyWorkingDir             = keyIndex("working_dir")
+	KeyAllowTTY               = keyIndex("allow_tty")
+	KeyEnv                    = keyIndex("env")
+	KeyUnsetEnv               = keyIndex("unset_env")
+	KeyAllowCommands          = keyIndex("allow_commands")
+	KeyDenyCommands           = keyIndex("deny_commands")
+	KeyMaxConcurrent          = keyIndex("max_concurrent")
 )
 
-// PolicyKeys are the TOML names of the policy keys, indexed by Key*.
-var PolicyKeys = [NumKeys]string{
-	"mode", "privileged", "deny_exec_into_privileged", "deny_root", "user",
-	"working_dir", "allow_tty", "env", "unset_env", "allow_commands",
-	"deny_commands", "max_concurrent", "max_duration", "kill_signal", "kill_grace",
+// keyIndex returns the index of the policy key named name.
+func keyIndex(name string) int {
+	for i, k := range PolicyKeys {
+		if k == name {
+			return i
+		}
+	}
+	panic("execpolicy: no policy key " + name + " in conf.PolicyKeys")
 }
 
 // Trace tells how an effective policy came about.
@@ -113,7 +119,11 @@ func effective(snap *conf.Snapshot, f *Facts) eff {
 		e.trace.Warnings = []string{"no policy snapshot: built-in defaults"}
 		return e
 	}
-	e.Policy = snap.Policy
+	// The policy is built in a scratch one: conf.PolicyKeys' methods,
+	// called through an interface, would move a policy on the stack (and
+	// with it every evaluation) to the heap.
+	p := scratch.Get().(*conf.Policy)
+	*p = snap.Policy
 	cfg := snap.Config
 	if cfg != nil {
 		for i := range cfg.Rules {
@@ -123,19 +133,24 @@ func effective(snap *conf.Snapshot, f *Facts) eff {
 					e.trace.Rules = make([]string, 0, len(cfg.Rules)-i)
 				}
 				e.trace.Rules = append(e.trace.Rules, r.Name)
-				apply(&e.Policy, &r.PolicyFields, r.Name, &e.trace.SetBy)
+				apply(p, &r.PolicyFields, r.Name, &e.trace.SetBy)
 			}
 		}
 	}
-	e.nodeDeny = len(e.DenyCommands)
+	e.nodeDeny = len(p.DenyCommands)
 	e.denySrc, e.allowSrc = e.trace.SetBy[KeyDenyCommands], e.trace.SetBy[KeyAllowCommands]
 	if v, ok := f.Annotations[AnnotationExecPolicy]; ok {
 		e.trace.Annotation = true
 		overrides := cfg != nil && cfg.Annotations.AllowOverrides
-		e.annotate(v, overrides)
+		e.annotate(p, v, overrides)
 	}
+	e.Policy = *p
+	*p = conf.Policy{}
+	scratch.Put(p)
 	return e
 }
+
+var scratch = sync.Pool{New: func() any { return new(conf.Policy) }}
 
 // matches reports whether every list that m sets matches f.
 func matches(m *conf.Match, f *Facts) bool {
@@ -179,66 +194,10 @@ func matchGlob(globs []string, name string) int {
 // records src as the key's source. Lists are shared, not copied: policies
 // are read-only here.
 func apply(p *conf.Policy, f *conf.PolicyFields, src string, by *[NumKeys]string) {
-	set := func(k int) { by[k] = src }
-	if f.Mode != nil {
-		p.Mode = *f.Mode
-		set(KeyMode)
-	}
-	if f.Privileged != nil {
-		p.Privileged = *f.Privileged
-		set(KeyPrivileged)
-	}
-	if f.DenyExecIntoPrivileged != nil {
-		p.DenyExecIntoPrivileged = *f.DenyExecIntoPrivileged
-		set(KeyDenyExecIntoPrivileged)
-	}
-	if f.DenyRoot != nil {
-		p.DenyRoot = *f.DenyRoot
-		set(KeyDenyRoot)
-	}
-	if f.User != nil {
-		p.User = *f.User
-		set(KeyUser)
-	}
-	if f.WorkingDir != nil {
-		p.WorkingDir = *f.WorkingDir
-		set(KeyWorkingDir)
-	}
-	if f.AllowTTY != nil {
-		p.AllowTTY = *f.AllowTTY
-		set(KeyAllowTTY)
-	}
-	if f.Env != nil {
-		p.Env = *f.Env
-		set(KeyEnv)
-	}
-	if f.UnsetEnv != nil {
-		p.UnsetEnv = *f.UnsetEnv
-		set(KeyUnsetEnv)
-	}
-	if f.AllowCommands != nil {
-		p.AllowCommands = *f.AllowCommands
-		set(KeyAllowCommands)
-	}
-	if f.DenyCommands != nil {
-		p.DenyCommands = *f.DenyCommands
-		set(KeyDenyCommands)
-	}
-	if f.MaxConcurrent != nil {
-		p.MaxConcurrent = *f.MaxConcurrent
-		set(KeyMaxConcurrent)
-	}
-	if f.MaxDuration != nil {
-		p.MaxDuration = *f.MaxDuration
-		set(KeyMaxDuration)
-	}
-	if f.KillSignal != nil {
-		p.KillSignal = *f.KillSignal
-		set(KeyKillSignal)
-	}
-	if f.KillGrace != nil {
-		p.KillGrace = *f.KillGrace
-		set(KeyKillGrace)
+	for i, k := range &conf.PolicyKeys {
+		if k.Overlay(p, f) {
+			by[i] = src
+		}
 	}
 }
 
@@ -252,13 +211,14 @@ type parsedAnnotation struct {
 	err    error
 }
 
-func parseAnnotationCached(v string) (conf.PolicyFields, error) {
+func parseAnnotationCached(v string) (*conf.PolicyFields, error) {
 	if p := lastAnnotation.Load(); p != nil && p.value == v {
-		return p.fields, p.err
+		return &p.fields, p.err
 	}
 	f, err := ParseAnnotation(v)
-	lastAnnotation.Store(&parsedAnnotation{value: v, fields: f, err: err})
-	return f, err
+	p := &parsedAnnotation{value: v, fields: f, err: err}
+	lastAnnotation.Store(p)
+	return &p.fields, err
 }
 
 // ParseAnnotation decodes and validates the value of the
@@ -273,79 +233,15 @@ func ParseAnnotation(v string) (conf.PolicyFields, error) {
 	if dec.More() {
 		return conf.PolicyFields{}, fmt.Errorf("trailing data after the JSON object")
 	}
-	if err := checkFields(&f); err != nil {
+	if err := f.Check(); err != nil {
 		return conf.PolicyFields{}, err
 	}
 	return f, nil
 }
 
-// checkFields validates values as conf validates the TOML file.
-func checkFields(f *conf.PolicyFields) error {
-	if f.Mode != nil && *f.Mode != conf.ModeEnforce && *f.Mode != conf.ModeAudit {
-		return fmt.Errorf("mode: unknown mode %q", *f.Mode)
-	}
-	if f.Privileged != nil && privRank(*f.Privileged) < 0 {
-		return fmt.Errorf("privileged: unknown value %q", *f.Privileged)
-	}
-	if f.User != nil {
-		if err := conf.CheckUser(*f.User); err != nil {
-			return err
-		}
-	}
-	if f.WorkingDir != nil && *f.WorkingDir != "" && !path.IsAbs(*f.WorkingDir) {
-		return fmt.Errorf("working_dir: %q is not an absolute path", *f.WorkingDir)
-	}
-	if f.Env != nil {
-		for _, kv := range *f.Env {
-			if k, _, ok := strings.Cut(kv, "="); !ok || k == "" {
-				return fmt.Errorf("env: %q is not of the form KEY=VALUE", kv)
-			}
-		}
-	}
-	for k, l := range [NumKeys]*[]string{KeyUnsetEnv: f.UnsetEnv, KeyAllowCommands: f.AllowCommands, KeyDenyCommands: f.DenyCommands} {
-		if l == nil {
-			continue
-		}
-		for _, g := range *l {
-			if _, err := path.Match(g, ""); err != nil {
-				return fmt.Errorf("%s: bad glob %q: %v", PolicyKeys[k], g, err)
-			}
-		}
-	}
-	if f.MaxConcurrent != nil && *f.MaxConcurrent < 0 {
-		return fmt.Errorf("max_concurrent: must not be negative")
-	}
-	if f.MaxDuration != nil && *f.MaxDuration < 0 {
-		return fmt.Errorf("max_duration: must not be negative")
-	}
-	if f.KillGrace != nil && *f.KillGrace < 0 {
-		return fmt.Errorf("kill_grace: must not be negative")
-	}
-	if f.KillSignal != nil {
-		if _, err := signal.ParseSignal(*f.KillSignal); err != nil {
-			return fmt.Errorf("kill_signal: unknown signal %q", *f.KillSignal)
-		}
-	}
-	return nil
-}
-
-// privRank orders the privileged treatments from loosest to tightest; -1
-// for an unknown value.
-func privRank(v string) int {
-	switch v {
-	case conf.PrivilegedAllow:
-		return 0
-	case conf.PrivilegedClamp:
-		return 1
-	case conf.PrivilegedDeny:
-		return 2
-	}
-	return -1
-}
-
-// annotate applies the pod annotation v: as a rule when overrides is true,
-// else only the keys that tighten the policy.
-func (e *eff) annotate(v string, overrides bool) {
+// annotate applies the pod annotation v to p: as a rule when overrides is
+// true, else only the keys that tighten the policy.
+func (e *eff) annotate(p *conf.Policy, v string, overrides bool) {
 	f, err := parseAnnotationCached(v)
 	if err != nil {
 		e.warn("annotation %s ignored: %v", AnnotationExecPolicy, err)
@@ -353,7 +249,7 @@ func (e *eff) annotate(v string, overrides bool) {
 	}
 	if overrides {
 		var by [NumKeys]string
-		apply(&e.Policy, &f, RuleAnnotation, &by)
+		apply(p, f, RuleAnnotation, &by)
 		for k, src := range by {
 			if src != "" {
 				e.trace.SetBy[k] = src
@@ -362,127 +258,32 @@ func (e *eff) annotate(v string, overrides bool) {
 		}
 		e.nodeDeny = 0
 		if f.DenyCommands == nil {
-			e.nodeDeny = len(e.DenyCommands)
+			e.nodeDeny = len(p.DenyCommands)
 		}
 		return
 	}
-	p := &e.Policy
-	if f.Mode != nil {
-		// enforce is tighter than audit
-		e.tighten(KeyMode, *f.Mode == p.Mode || *f.Mode == conf.ModeEnforce, func() { p.Mode = *f.Mode }, strconv.Quote(*f.Mode), strconv.Quote(p.Mode))
-	}
-	if f.Privileged != nil {
-		e.tighten(KeyPrivileged, privRank(*f.Privileged) >= privRank(p.Privileged), func() { p.Privileged = *f.Privileged }, strconv.Quote(*f.Privileged), strconv.Quote(p.Privileged))
-	}
-	if f.DenyExecIntoPrivileged != nil {
-		e.tighten(KeyDenyExecIntoPrivileged, *f.DenyExecIntoPrivileged || !p.DenyExecIntoPrivileged, func() { p.DenyExecIntoPrivileged = *f.DenyExecIntoPrivileged }, fmt.Sprint(*f.DenyExecIntoPrivileged), fmt.Sprint(p.DenyExecIntoPrivileged))
-	}
-	if f.DenyRoot != nil {
-		e.tighten(KeyDenyRoot, *f.DenyRoot || !p.DenyRoot, func() { p.DenyRoot = *f.DenyRoot }, fmt.Sprint(*f.DenyRoot), fmt.Sprint(p.DenyRoot))
-	}
-	if f.User != nil {
-		e.tighten(KeyUser, *f.User == p.User || userTightens(*f.User, p.User), func() { p.User = *f.User }, strconv.Quote(*f.User), strconv.Quote(p.User))
-	}
-	if f.WorkingDir != nil {
-		e.tighten(KeyWorkingDir, *f.WorkingDir == p.WorkingDir, nil, strconv.Quote(*f.WorkingDir), strconv.Quote(p.WorkingDir))
-	}
-	if f.AllowTTY != nil {
-		e.tighten(KeyAllowTTY, !*f.AllowTTY || p.AllowTTY, func() { p.AllowTTY = *f.AllowTTY }, fmt.Sprint(*f.AllowTTY), fmt.Sprint(p.AllowTTY))
-	}
-	if f.Env != nil {
-		e.tighten(KeyEnv, slices.Equal(*f.Env, p.Env), nil, fmt.Sprintf("%q", *f.Env), fmt.Sprintf("%q", p.Env))
-	}
-	if f.UnsetEnv != nil {
-		e.union(KeyUnsetEnv, &p.UnsetEnv, *f.UnsetEnv)
-	}
-	if f.DenyCommands != nil {
-		e.union(KeyDenyCommands, &p.DenyCommands, *f.DenyCommands)
-	}
-	if f.AllowCommands != nil && !slices.Equal(*f.AllowCommands, p.AllowCommands) {
-		// Narrowing: the exec must match the node's list and this one.
-		if len(p.AllowCommands) == 0 {
-			p.AllowCommands = *f.AllowCommands
-			e.trace.SetBy[KeyAllowCommands] = RuleAnnotation
-		} else {
-			e.trace.AlsoAllowCommands = *f.AllowCommands
-			e.trace.SetBy[KeyAllowCommands] += " + " + RuleAnnotation
+	for i, k := range &conf.PolicyKeys {
+		t := k.Tighten(p, f)
+		switch t.Result {
+		case conf.Unchanged:
+			continue
+		case conf.Loosens:
+			e.warn("annotation %s: %s = %s would loosen %s = %s (set by %s): ignored; set [annotations] allow_overrides = true to allow it",
+				AnnotationExecPolicy, k.Name(), t.Want, k.Name(), t.Have, e.trace.SetBy[i])
+			continue
+		case conf.Replaced:
+			e.trace.SetBy[i] = RuleAnnotation
+		case conf.Extended:
+			e.trace.SetBy[i] += " + " + RuleAnnotation
+		case conf.Narrowed:
+			// The exec must match the node's list and this one.
+			e.trace.AlsoAllowCommands = t.Also
+			e.trace.SetBy[i] += " + " + RuleAnnotation
 		}
-		e.trace.AnnotationKeys = append(e.trace.AnnotationKeys, PolicyKeys[KeyAllowCommands])
+		e.trace.AnnotationKeys = append(e.trace.AnnotationKeys, k.Name())
 	}
-	if f.MaxConcurrent != nil {
-		e.tighten(KeyMaxConcurrent, lowers(int64(*f.MaxConcurrent), int64(p.MaxConcurrent)), func() { p.MaxConcurrent = *f.MaxConcurrent }, fmt.Sprint(*f.MaxConcurrent), fmt.Sprint(p.MaxConcurrent))
-	}
-	if f.MaxDuration != nil {
-		e.tighten(KeyMaxDuration, lowers(int64(*f.MaxDuration), int64(p.MaxDuration)), func() { p.MaxDuration = *f.MaxDuration }, quoteDur(*f.MaxDuration), quoteDur(p.MaxDuration))
-	}
-	if f.KillSignal != nil {
-		e.tighten(KeyKillSignal, *f.KillSignal == p.KillSignal, nil, strconv.Quote(*f.KillSignal), strconv.Quote(p.KillSignal))
-	}
-	if f.KillGrace != nil {
-		e.tighten(KeyKillGrace, lowers(int64(*f.KillGrace), int64(p.KillGrace)), func() { p.KillGrace = *f.KillGrace }, quoteDur(*f.KillGrace), quoteDur(p.KillGrace))
-	}
-}
-
-// tighten applies set when ok (the annotation's value tightens the policy
-// or equals it), else records a warning that the loosening was ignored.
-// set nil means the key can only be applied when it changes nothing.
-func (e *eff) tighten(k int, ok bool, set func(), want, have string) {
-	if want == have {
-		return
-	}
-	if !ok || set == nil {
-		e.warn("annotation %s: %s = %s would loosen %s = %s (set by %s): ignored; set [annotations] allow_overrides = true to allow it",
-			AnnotationExecPolicy, PolicyKeys[k], want, PolicyKeys[k], have, e.trace.SetBy[k])
-		return
-	}
-	set()
-	e.trace.SetBy[k] = RuleAnnotation
-	e.trace.AnnotationKeys = append(e.trace.AnnotationKeys, PolicyKeys[k])
-}
-
-// union adds the annotation's globs to a list; adding never loosens.
-func (e *eff) union(k int, dst *[]string, add []string) {
-	var extra []string
-	for _, g := range add {
-		if !slices.Contains(*dst, g) && !slices.Contains(extra, g) {
-			extra = append(extra, g)
-		}
-	}
-	if len(extra) == 0 {
-		return
-	}
-	// A fresh slice: *dst may share its array with the snapshot.
-	l := make([]string, 0, len(*dst)+len(extra))
-	*dst = append(append(l, *dst...), extra...)
-	if len(*dst) == len(extra) {
-		e.trace.SetBy[k] = RuleAnnotation
-	} else {
-		e.trace.SetBy[k] += " + " + RuleAnnotation
-	}
-	e.trace.AnnotationKeys = append(e.trace.AnnotationKeys, PolicyKeys[k])
 }
 
 func (e *eff) warn(format string, args ...any) {
 	e.trace.Warnings = append(e.trace.Warnings, fmt.Sprintf(format, args...))
 }
-
-// lowers reports whether limit v (0 = unlimited) is at most have.
-func lowers(v, have int64) bool {
-	return v > 0 && (have == 0 || v <= have)
-}
-
-// userTightens reports whether forcing user v instead of have narrows who
-// the exec runs as: only from no forced user or root to a non-root one.
-func userTightens(v, have string) bool {
-	uid, gid, hasGID, err := conf.ParseUser(v)
-	if err != nil || uid == 0 || (hasGID && gid == 0) {
-		return false
-	}
-	if have == "" {
-		return true
-	}
-	huid, _, _, err := conf.ParseUser(have)
-	return err == nil && huid == 0
-}
-
-func quoteDur(d conf.Duration) string { return strconv.Quote(d.Std().String()) }

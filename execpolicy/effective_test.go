@@ -286,3 +286,39 @@ func TestDecideAnnotation(t *testing.T) {
 		})
 	}
 }
+
+// encoding/json matches the annotation's keys in any case: a key in
+// another case is the same key, checked and tightened like it.
+func TestAnnotationKeyInAnotherCase(t *testing.T) {
+	snap := snapshot(t, "[exec]\nmax_concurrent = 4\n")
+	for _, tc := range []struct {
+		ann      string
+		applied  []string
+		warnings int
+		limit    int
+	}{
+		{`{"MAX_CONCURRENT":2}`, []string{"max_concurrent"}, 0, 2},
+		{`{"Max_Concurrent":8}`, nil, 1, 4},
+		{`{"Max_Concurrent":-1}`, nil, 1, 4},
+		{`{"MODE":"bogus"}`, nil, 1, 4},
+	} {
+		p, tr := Effective(snap, Facts{Annotations: map[string]string{AnnotationExecPolicy: tc.ann}})
+		if !slices.Equal(tr.AnnotationKeys, tc.applied) || len(tr.Warnings) != tc.warnings || p.MaxConcurrent != tc.limit {
+			t.Errorf("%s: applied %q warnings %q limit %d", tc.ann, tr.AnnotationKeys, tr.Warnings, p.MaxConcurrent)
+		}
+	}
+}
+
+// Trace.SetBy, PolicyKeys and the Key* indexes follow conf.PolicyKeys.
+func TestKeyIndexesFollowTheTable(t *testing.T) {
+	for i, k := range &conf.PolicyKeys {
+		if PolicyKeys[i] != k.Name() {
+			t.Errorf("PolicyKeys[%d] = %q, conf.PolicyKeys has %q", i, PolicyKeys[i], k.Name())
+		}
+	}
+	for name, i := range map[string]int{"privileged": KeyPrivileged, "allow_tty": KeyAllowTTY, "deny_commands": KeyDenyCommands, "max_concurrent": KeyMaxConcurrent} {
+		if PolicyKeys[i] != name {
+			t.Errorf("key index of %s is %d (%s)", name, i, PolicyKeys[i])
+		}
+	}
+}

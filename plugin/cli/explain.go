@@ -8,7 +8,6 @@ import (
 	"io"
 	"os"
 	"path/filepath"
-	"reflect"
 	"sort"
 	"strconv"
 	"strings"
@@ -253,20 +252,18 @@ func printExplain(w io.Writer, snap *conf.Snapshot, from string, c *execpolicy.C
 
 	fmt.Fprintln(w)
 	fmt.Fprintln(w, "effective policy:")
-	values := map[string]json.RawMessage{}
-	b, _ := json.Marshal(d.Policy)
-	_ = json.Unmarshal(b, &values)
-	var exec reflect.Value
+	var exec *conf.PolicyFields
 	if snap.Config != nil {
-		exec = reflect.ValueOf(snap.Config.Exec)
+		exec = &snap.Config.Exec
 	}
-	for i, k := range execpolicy.PolicyKeys {
+	// Trace.SetBy is indexed like conf.PolicyKeys.
+	for i, k := range &conf.PolicyKeys {
 		// A source is "default", a rule name or "annotation", or a list's
 		// "<source> + annotation".
 		parts := strings.Split(tr.SetBy[i], " + ")
 		for j, p := range parts {
 			switch {
-			case p == execpolicy.RuleDefault && exec.IsValid() && !exec.Field(i).IsNil():
+			case p == execpolicy.RuleDefault && exec != nil && k.IsSet(exec):
 				parts[j] = "default ([exec])"
 			case p == execpolicy.RuleDefault:
 				parts[j] = "default (built-in)"
@@ -275,11 +272,7 @@ func printExplain(w io.Writer, snap *conf.Snapshot, from string, c *execpolicy.C
 			}
 		}
 		src := strings.Join(parts, " + ")
-		v := string(values[k])
-		if v == "null" {
-			v = "[]"
-		}
-		fmt.Fprintf(w, "  %-26s %-28s %s\n", k, v, src)
+		fmt.Fprintf(w, "  %-26s %-28s %s\n", k.Name(), k.Show(&d.Policy), src)
 	}
 	if tr.AlsoAllowCommands != nil {
 		b, _ := json.Marshal(tr.AlsoAllowCommands)

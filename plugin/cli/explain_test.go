@@ -179,3 +179,44 @@ func TestExplainErrors(t *testing.T) {
 		}
 	}
 }
+
+// explain shows one row per key of conf.PolicyKeys, in its order, with the
+// value and its source.
+func TestExplainShowsEveryKey(t *testing.T) {
+	snap, err := conf.Compile(mustConf(t, "[runtimes.runc]\npath = \"/usr/bin/runc\"\n[exec]\nkill_grace = \"3s\"\n[[rules]]\nname = \"r\"\nunset_env = [\"A*\"]\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := &execpolicy.Container{Spec: &specs.Spec{Process: &specs.Process{Cwd: "/"}}}
+	proc := &specs.Process{Args: []string{"ls"}, Cwd: "/"}
+	d := execpolicy.Decide(snap, c, proc)
+	_, tr := execpolicy.Effective(snap, c.Facts)
+	var out bytes.Buffer
+	printExplain(&out, snap, "test", c, proc, d, tr, nil)
+	_, rows, _ := strings.Cut(out.String(), "effective policy:\n")
+	lines := strings.Split(rows, "\n")
+	for i, k := range &conf.PolicyKeys {
+		if i >= len(lines) || !strings.HasPrefix(lines[i], "  "+k.Name()+" ") {
+			t.Fatalf("row %d is not %s:\n%s", i, k.Name(), rows)
+		}
+		fields := strings.Fields(lines[i])
+		if fields[1] != k.Show(&d.Policy) {
+			t.Errorf("%s shows %s, want %s", k.Name(), fields[1], k.Show(&d.Policy))
+		}
+	}
+	wantLines(t, out.String(),
+		`kill_grace                 "3s"                         default ([exec])`,
+		`kill_signal                "SIGTERM"                    default (built-in)`,
+		`unset_env                  ["A*"]                       rule "r"`,
+		`env                        []                           default (built-in)`,
+	)
+}
+
+func mustConf(t *testing.T, src string) *conf.Config {
+	t.Helper()
+	c, err := conf.Parse("config.toml", []byte(src))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
