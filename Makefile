@@ -45,7 +45,7 @@ demo: build
 
 bench-e2e: build
 	bash test/e2e/setup.sh
-	$(GO) test -tags e2e -count=1 -run '^$$' -bench 'BenchmarkExecLatency|BenchmarkPodLifecycle' -benchtime 1x -v ./test/e2e/
+	$(GO) test -tags e2e -count=1 -run '^$$' -bench 'BenchmarkExecLatency|BenchmarkPodLifecycle|BenchmarkSessionThroughput' -benchtime 1x -v ./test/e2e/
 
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem ./...

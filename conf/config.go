@@ -19,7 +19,26 @@ type Config struct {
 	GC             GC                 `toml:"gc" json:"gc"`
 	Audit          Audit              `toml:"audit" json:"audit"`
 	Metrics        Metrics            `toml:"metrics" json:"metrics"`
+	Sessions       Sessions           `toml:"sessions" json:"sessions"`
 }
+
+// Sessions bounds exec session recordings (the record policy key).
+type Sessions struct {
+	// MaxBytes caps one recording; past it recording stops with a marker.
+	MaxBytes int64 `toml:"max_bytes" json:"max_bytes"`
+	// TotalBytes caps all recordings; GC removes the oldest finished ones.
+	TotalBytes int64 `toml:"total_bytes" json:"total_bytes"`
+}
+
+// Recording modes of the record key.
+const (
+	RecordOff = "off"
+	RecordTTY = "tty"
+	RecordAll = "all"
+
+	DefaultSessionMaxBytes   = 16 << 20
+	DefaultSessionTotalBytes = 1 << 30
+)
 
 // Runtime is one runtime: a binary plus the extra arguments placed before
 // the shim's own argv.
@@ -48,6 +67,8 @@ type PolicyFields struct {
 	MaxDuration            *Duration `toml:"max_duration" json:"max_duration,omitempty"`
 	KillSignal             *string   `toml:"kill_signal" json:"kill_signal,omitempty"`
 	KillGrace              *Duration `toml:"kill_grace" json:"kill_grace,omitempty"`
+	Record                 *string   `toml:"record" json:"record,omitempty"`
+	RecordInput            *bool     `toml:"record_input" json:"record_input,omitempty"`
 }
 
 // Policy is an effective exec policy: every key has a value. Its fields
@@ -68,6 +89,8 @@ type Policy struct {
 	MaxDuration            Duration `json:"max_duration"`
 	KillSignal             string   `json:"kill_signal"`
 	KillGrace              Duration `json:"kill_grace"`
+	Record                 string   `json:"record"`
+	RecordInput            bool     `json:"record_input"`
 }
 
 // Policy modes and privileged treatments.

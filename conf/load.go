@@ -134,6 +134,12 @@ func applyDefaults(c *Config) {
 	if c.GC.WrapperGrace == 0 {
 		c.GC.WrapperGrace = Duration(DefaultWrapperGrace)
 	}
+	if c.Sessions.MaxBytes == 0 {
+		c.Sessions.MaxBytes = DefaultSessionMaxBytes
+	}
+	if c.Sessions.TotalBytes == 0 {
+		c.Sessions.TotalBytes = DefaultSessionTotalBytes
+	}
 }
 
 // parsed collects problems with the positions of the keys they concern.
@@ -421,6 +427,12 @@ func ParseUser(v string) (uid, gid uint32, hasGID bool, err error) {
 
 // validate checks what spans keys or needs the decoded config.
 func (p *parsed) validate(c *Config) {
+	if c.Sessions.MaxBytes < 0 {
+		p.add("sessions.max_bytes", "must not be negative")
+	}
+	if c.Sessions.TotalBytes < 0 {
+		p.add("sessions.total_bytes", "must not be negative")
+	}
 	names := make([]string, 0, len(c.Runtimes))
 	for n := range c.Runtimes {
 		names = append(names, n)

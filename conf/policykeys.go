@@ -71,12 +71,19 @@ var PolicyKeys = [...]PolicyKey{
 	&policyKey[Duration]{name: "kill_grace", def: Duration(10 * time.Second),
 		get: func(p *Policy) *Duration { return &p.KillGrace }, set: func(f *PolicyFields) **Duration { return &f.KillGrace },
 		check: durationNotNegative, tighten: when(lowers[Duration])},
+	&policyKey[string]{name: "record", def: RecordOff,
+		get: func(p *Policy) *string { return &p.Record }, set: func(f *PolicyFields) **string { return &f.Record },
+		check: oneOf("value", records...), tighten: ranked(records...)},
+	&policyKey[bool]{name: "record_input", def: true,
+		get: func(p *Policy) *bool { return &p.RecordInput }, set: func(f *PolicyFields) **bool { return &f.RecordInput },
+		tighten: toward(true)},
 }
 
 // Enum values, tightest first.
 var (
 	modes      = []string{ModeEnforce, ModeAudit}
 	privileged = []string{PrivilegedDeny, PrivilegedClamp, PrivilegedAllow}
+	records    = []string{RecordAll, RecordTTY, RecordOff}
 )
 
 // PolicyKey is one entry of PolicyKeys: the operations on a key whatever

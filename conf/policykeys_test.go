@@ -76,11 +76,13 @@ func TestPolicyKeysCoverTheStructs(t *testing.T) {
 // DefaultPolicy's value of its key, whatever the other keys are.
 func TestPolicyKeyDefaults(t *testing.T) {
 	want := Policy{
-		Mode:       ModeEnforce,
-		Privileged: PrivilegedDeny,
-		AllowTTY:   true,
-		KillSignal: "SIGTERM",
-		KillGrace:  Duration(10 * time.Second),
+		Mode:        ModeEnforce,
+		Privileged:  PrivilegedDeny,
+		AllowTTY:    true,
+		KillSignal:  "SIGTERM",
+		KillGrace:   Duration(10 * time.Second),
+		Record:      RecordOff,
+		RecordInput: true,
 	}
 	def := DefaultPolicy()
 	if !reflect.DeepEqual(def, want) {
@@ -113,6 +115,8 @@ var badValues = map[string][]struct{ value, at, msg string }{
 	"max_duration":              {{`"ten minutes"`, `"ten minutes"`, `invalid duration "ten minutes" (want e.g. "30s", "10m")`}, {`"-1s"`, `"-1s"`, `negative duration "-1s"`}},
 	"kill_signal":               {{`"SIGNOPE"`, `"SIGNOPE"`, `unknown signal "SIGNOPE" (want e.g. "SIGTERM" or "15")`}},
 	"kill_grace":                {{`"5"`, `"5"`, `invalid duration "5"`}, {`"-2s"`, `"-2s"`, `negative duration "-2s"`}},
+	"record":                    {{`"some"`, `"some"`, `unknown value "some" (want "all", "tty" or "off")`}},
+	"record_input":              {{`"no"`, `"no"`, `cannot decode TOML string`}},
 }
 
 // Every key refuses bad values at their position, in [exec], a [[rules]]
@@ -230,6 +234,8 @@ var looser = map[string]struct {
 	"max_duration":              {`max_duration = "1m"`, `"1h"`, Loosens},
 	"kill_signal":               {`kill_signal = "SIGKILL"`, `"SIGTERM"`, Loosens},
 	"kill_grace":                {`kill_grace = "5s"`, `"10s"`, Loosens},
+	"record":                    {`record = "all"`, `"tty"`, Loosens},
+	"record_input":              {`record_input = true`, `false`, Loosens},
 }
 
 // A pod annotation cannot loosen any key: the policy's value stays.

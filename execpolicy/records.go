@@ -62,6 +62,15 @@ type Record struct {
 	ExitedAt  time.Time `json:"exited_at,omitzero"`
 	// KilledBy says why execguard signalled the exec (e.g. "max_duration").
 	KilledBy string `json:"killed_by,omitempty"`
+
+	// Session is the exec's recording (asciicast v2), relative to the
+	// state dir, when the policy's record key applied; SessionDigest
+	// ("sha256:...") and SessionBytes describe the finished file, and
+	// SessionNote says why it is incomplete, if it is.
+	Session       string `json:"session,omitempty"`
+	SessionBytes  int64  `json:"session_bytes,omitempty"`
+	SessionDigest string `json:"session_digest,omitempty"`
+	SessionNote   string `json:"session_note,omitempty"`
 	// LoggedDecision and LoggedExit are set by the plugin once it has
 	// counted the decision (or the exit) in its metrics and written it to
 	// the audit log, so that a restart neither repeats nor skips a line.
@@ -247,7 +256,11 @@ func (s *RecordStore) All() ([]Record, error) {
 	return out, errors.Join(errs...)
 }
 
-// Remove deletes one record.
+// SessionExt ends the name of an exec's session recording, kept beside
+// its record (<exec>.cast) and removed with it.
+const SessionExt = ".cast"
+
+// Remove deletes one record, and its session recording if it has one.
 func (s *RecordStore) Remove(cid, eid string) error {
 	dir, file, err := s.paths(cid, eid)
 	if err != nil {
@@ -258,8 +271,10 @@ func (s *RecordStore) Remove(cid, eid string) error {
 		return err
 	}
 	defer unlock()
-	if err := os.Remove(file); err != nil && !errors.Is(err, os.ErrNotExist) {
-		return fmt.Errorf("remove exec %s/%s: %w", cid, eid, err)
+	for _, f := range []string{file, strings.TrimSuffix(file, ".json") + SessionExt} {
+		if err := os.Remove(f); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return fmt.Errorf("remove exec %s/%s: %w", cid, eid, err)
+		}
 	}
 	return nil
 }

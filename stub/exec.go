@@ -37,6 +37,11 @@ type execution struct {
 	killSignal  syscall.Signal
 	killGrace   time.Duration
 	timer       *time.Timer
+	// sess and tee record the exec's streams when the policy says so.
+	sess       *session
+	tee        *teeIO
+	sessOnce   sync.Once
+	sessResult sessionResult
 }
 
 // processSummary is what a record keeps of the process that ran.
@@ -132,12 +137,15 @@ func (s *service) admit(ctx context.Context, c *container, r *taskAPI.ExecProces
 	}
 	k := execKey{r.ID, r.ExecID}
 	s.mu.Lock()
-	if old := s.execs[k]; old != nil {
-		s.mu.Unlock()
+	_, dup := s.execs[k]
+	s.mu.Unlock()
+	if dup {
 		s.unreserve(c)
 		// runc's shim refuses a duplicate id as well; say so first.
 		return nil, errgrpc.ToGRPCf(errdefs.ErrAlreadyExists, "id %s", r.ExecID)
 	}
+	s.startRecording(lg, snap, &d, r, e, run)
+	s.mu.Lock()
 	s.execs[k] = e
 	s.mu.Unlock()
 
@@ -278,7 +286,20 @@ func (s *service) execExited(ev *eventstypes.TaskExit) {
 	if ev.ExitedAt == nil {
 		t = s.now().UTC()
 	}
-	s.records.update(k.cid, k.eid, exited(int(ev.ExitStatus), t))
+	if e.sess == nil {
+		s.records.update(k.cid, k.eid, exited(int(ev.ExitStatus), t))
+		return
+	}
+	// The record says "exited" once the session file is complete, so the
+	// audit line of the exit carries its digest. Not on the publisher's
+	// goroutine: the output may still be draining.
+	go func() {
+		res := e.endSession(false)
+		s.records.update(k.cid, k.eid, func(r *execpolicy.Record) {
+			exited(int(ev.ExitStatus), t)(r)
+			recorded(res)(r)
+		})
+	}()
 }
 
 // execDeleted forgets an exec containerd deleted. One that never started
@@ -312,6 +333,9 @@ func (s *service) release(k execKey, forget bool) {
 		delete(s.execs, k)
 	}
 	s.mu.Unlock()
+	if forget && e.sess != nil {
+		go e.endSession(!e.started)
+	}
 	if wasReserved {
 		s.unreserve(e.c)
 	}

@@ -386,3 +386,16 @@ func decodeProcess(a *anypb.Any) (*specs.Process, error) {
 	}
 	return &p, nil
 }
+
+// ResizePty records a recorded exec's terminal size.
+func (s *service) ResizePty(ctx context.Context, r *taskAPI.ResizePtyRequest) (*emptypb.Empty, error) {
+	if r.ExecID != "" {
+		s.mu.Lock()
+		e := s.execs[execKey{r.ID, r.ExecID}]
+		s.mu.Unlock()
+		if e != nil && e.sess != nil {
+			e.sess.resize(r.Width, r.Height)
+		}
+	}
+	return s.TTRPCTaskService.ResizePty(ctx, r)
+}

@@ -41,6 +41,9 @@ type exitFields struct {
 	ExitCode        *int     `json:"exit_code"`
 	DurationSeconds *float64 `json:"duration_seconds"`
 	KilledBy        string   `json:"killed_by,omitempty"`
+	// Session and SessionDigest name the exec's recording, if it has one.
+	Session       string `json:"session,omitempty"`
+	SessionDigest string `json:"session_digest,omitempty"`
 }
 
 // newAuditEntry describes r for the audit log; its time is when the
@@ -55,7 +58,7 @@ func newAuditEntry(event, node string, r *execpolicy.Record, now time.Time) audi
 	}
 	if event == "exit" {
 		e.Time = r.ExitedAt
-		e.exitFields = &exitFields{ExitCode: r.ExitCode, KilledBy: r.KilledBy}
+		e.exitFields = &exitFields{ExitCode: r.ExitCode, KilledBy: r.KilledBy, Session: r.Session, SessionDigest: r.SessionDigest}
 		if d, ok := duration(r); ok {
 			s := d.Seconds()
 			e.DurationSeconds = &s

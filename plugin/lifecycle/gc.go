@@ -47,6 +47,9 @@ func (m *Manager) gc(ctx context.Context, now time.Time) {
 			}
 		}
 	}
+	if s := m.o.Snapshot(); s != nil && s.Config != nil {
+		m.capSessions(s.Config.Sessions.TotalBytes)
+	}
 }
 
 // collectContainers removes the records of containers that containerd no

@@ -162,14 +162,19 @@ func interleave(rounds int, plain, guard func() time.Duration) (tp, tg []time.Du
 // report prints both medians and their ratio against target, and returns
 // the ratio.
 func report(b *testing.B, what, unit string, tp, tg []time.Duration, target float64) float64 {
+	return reportAs(b, what, unit, [2]string{"plain runc shim", "execguard shim"}, tp, tg, target)
+}
+
+// reportAs is report with the names of the two sides.
+func reportAs(b *testing.B, what, unit string, names [2]string, tp, tg []time.Duration, target float64) float64 {
 	mp, mg := median(tp), median(tg)
 	ratio := float64(mg) / float64(mp)
 	b.ReportMetric(float64(mp.Microseconds()), "us/"+unit+"-runc")
 	b.ReportMetric(float64(mg.Microseconds()), "us/"+unit+"-execguard")
 	fmt.Printf("%s:\n", what)
-	fmt.Printf("  plain runc shim:  median %v (min %v, max %v)\n", mp.Round(time.Microsecond), slices.Min(tp).Round(time.Microsecond), slices.Max(tp).Round(time.Microsecond))
-	fmt.Printf("  execguard shim:   median %v (min %v, max %v)\n", mg.Round(time.Microsecond), slices.Min(tg).Round(time.Microsecond), slices.Max(tg).Round(time.Microsecond))
-	fmt.Printf("  ratio execguard/runc: %.3f (target <= %.2f)\n", ratio, target)
+	fmt.Printf("  %-16s median %v (min %v, max %v)\n", names[0]+":", mp.Round(time.Microsecond), slices.Min(tp).Round(time.Microsecond), slices.Max(tp).Round(time.Microsecond))
+	fmt.Printf("  %-16s median %v (min %v, max %v)\n", names[1]+":", mg.Round(time.Microsecond), slices.Min(tg).Round(time.Microsecond), slices.Max(tg).Round(time.Microsecond))
+	fmt.Printf("  ratio: %.3f (target <= %.2f)\n", ratio, target)
 	return ratio
 }
 
@@ -209,4 +214,51 @@ func median(d []time.Duration) time.Duration {
 		return s[n/2]
 	}
 	return (s[n/2-1] + s[n/2]) / 2
+}
+
+// BenchmarkSessionThroughput times `crictl exec <ctr> cat` of a 64 MiB
+// file in two pods of the execguard handler, one recorded (record =
+// "all", the default [sessions] max_bytes) and one not, interleaved.
+// Rounds: $EXECGUARD_BENCH_ROUNDS, default 6. $EXECGUARD_BENCH_SESSIONS is
+// appended to the config, e.g. "[sessions]\nmax_bytes = 1024" to time the
+// fifo hop alone.
+func BenchmarkSessionThroughput(b *testing.B) {
+	rounds := benchRounds(6)
+	eg := harness.StartExecguard(b, harness.ExecguardOptions{Config: harness.BaseConfig + `
+[[rules]]
+name = "recorded"
+match.pods = ["recorded"]
+record = "all"
+` + os.Getenv("EXECGUARD_BENCH_SESSIONS"), PluginLogLevel: "info"})
+	ids := map[string]string{}
+	for _, pod := range []string{"recorded", "plain"} {
+		p := eg.RunPod(pod, nil, harness.HandlerExecguard)
+		id := eg.CreateContainer(p, "c", []string{"sleep", "3600"})
+		if _, stderr, err := eg.Crictl("start", id); err != nil {
+			b.Fatalf("%v: %s", err, stderr)
+		}
+		if _, stderr, err := eg.Crictl("exec", id, "sh", "-c", "head -c 67108864 /dev/urandom > /tmp/big"); err != nil {
+			b.Fatalf("%v: %s", err, stderr)
+		}
+		ids[pod] = id
+	}
+	cat := func(id string) time.Duration {
+		start := time.Now()
+		out, stderr, err := eg.Crictl("exec", id, "cat", "/tmp/big")
+		if err != nil || len(out) != 64<<20 {
+			b.Fatalf("cat: %v (%d bytes): %s", err, len(out), stderr)
+		}
+		return time.Since(start)
+	}
+	cat(ids["plain"])
+	cat(ids["recorded"])
+	b.ResetTimer()
+	tp, tg := interleave(rounds, func() time.Duration { return cat(ids["plain"]) }, func() time.Duration { return cat(ids["recorded"]) })
+	b.StopTimer()
+	recs := eg.Execs("--container", ids["recorded"])
+	if n := len(recs); n == 0 || recs[n-1].Session == "" {
+		b.Fatalf("the recorded pod's execs were not recorded: %+v", recs)
+	}
+	b.ReportMetric(reportAs(b, fmt.Sprintf("crictl exec <ctr> cat 64 MiB, %d interleaved rounds each", rounds), "cat",
+		[2]string{"not recorded", "recorded"}, tp, tg, 1.10), "ratio")
 }

@@ -2,7 +2,7 @@
 # Prepares everything the real-containerd e2e tests need, and caches it.
 # Idempotent: each step is skipped when its result is already there.
 #
-#   apt:    runc, busybox-static
+#   apt:    runc, busybox-static, asciinema (checks session recordings)
 #   $CACHE/bin:    containerd, containerd-shim-runc-v2, ctr (v2.4.2), crictl (v1.34.0)
 #   $CACHE/images/e2e.tar:  OCI layout with docker.io/library/busybox:e2e and
 #                           registry.k8s.io/pause:3.10.2 (see mkimage/)
@@ -22,7 +22,7 @@ mkdir -p "$CACHE/bin" "$CACHE/images"
 
 # Debian packages.
 missing=()
-for p in runc busybox-static; do
+for p in runc busybox-static asciinema; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'ok installed' || missing+=("$p")
 done
 apt_install() { DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null; }

@@ -1,0 +1,334 @@
+package stub
+
+import (
+	"bufio"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	taskAPI "github.com/containerd/containerd/api/runtime/task/v3"
+	"github.com/containerd/log"
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+
+	"github.com/execguard/execguard/conf"
+	"github.com/execguard/execguard/execpolicy"
+	"github.com/execguard/execguard/internal/safefile"
+)
+
+// Session event codes, as in asciicast v2: output, input, resize, marker.
+// Non-tty execs add "e" for stderr ("o" is stdout).
+const (
+	evOutput = "o"
+	evError  = "e"
+	evInput  = "i"
+	evResize = "r"
+	evMarker = "m"
+)
+
+// maxPending bounds the bytes queued for a session file: when the disk is
+// slower than the exec, chunks are dropped (and a marker says so) rather
+// than slowing the exec or growing the shim.
+const maxPending = 4 << 20
+
+// flushEvery bounds what a shim crash loses of a session.
+const flushEvery = time.Second
+
+// session records one exec's streams into an asciicast v2 file. record
+// never blocks: the file is written by the session's own goroutine.
+type session struct {
+	path  string // absolute
+	rel   string // below the state dir, for the exec record
+	start time.Time
+	limit int64
+	tty   bool
+	title string
+
+	mu      sync.Mutex
+	queue   []sessionEvent
+	wake    chan struct{}
+	closing bool
+	pending atomic.Int64
+	dropped atomic.Int64
+	stopped atomic.Bool // nothing more is recorded
+	done    chan struct{}
+
+	// Set by the writer before done is closed.
+	size   int64
+	digest string
+	note   string
+}
+
+type sessionEvent struct {
+	at   time.Duration
+	code string
+	data []byte
+}
+
+// sessionResult is what the exec record keeps of a finished session.
+type sessionResult struct {
+	rel, digest, note string
+	size              int64
+}
+
+// openSession creates the session file of an exec, 0600:
+// <state>/execs/<container>/<exec>.cast.
+func openSession(stateDir, cid, eid string, limit int64, tty bool, title string) (*session, error) {
+	for _, n := range []string{cid, eid} {
+		if err := safefile.SafeName(n); err != nil {
+			return nil, fmt.Errorf("session: %w", err)
+		}
+	}
+	// Beside the exec's record, so that GC removes both together.
+	dir := filepath.Join(execpolicy.RecordDir(stateDir), cid)
+	if err := safefile.MkdirPrivate(execpolicy.RecordDir(stateDir)); err != nil {
+		return nil, fmt.Errorf("session: %w", err)
+	}
+	if err := safefile.MkdirPrivate(dir); err != nil {
+		return nil, fmt.Errorf("session: %w", err)
+	}
+	p := filepath.Join(dir, eid+execpolicy.SessionExt)
+	f, err := os.OpenFile(p, os.O_WRONLY|os.O_CREATE|os.O_TRUNC|syscall.O_NOFOLLOW|syscall.O_CLOEXEC, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("session: %w", err)
+	}
+	s := &session{
+		path: p, rel: filepath.Join(filepath.Base(execpolicy.RecordDir(stateDir)), cid, eid+execpolicy.SessionExt), start: time.Now(), limit: limit, tty: tty, title: title,
+		wake: make(chan struct{}, 1), done: make(chan struct{}),
+	}
+	go s.write(f)
+	return s, nil
+}
+
+// record queues a copy of data under code; it drops it when the writer
+// is behind or recording has stopped.
+func (s *session) record(code string, data []byte) {
+	if s == nil || s.stopped.Load() || len(data) == 0 {
+		return
+	}
+	if s.pending.Add(int64(len(data))) > maxPending {
+		s.pending.Add(-int64(len(data)))
+		s.dropped.Add(1)
+		return
+	}
+	ev := sessionEvent{at: time.Since(s.start), code: code, data: append([]byte(nil), data...)}
+	s.mu.Lock()
+	if s.closing {
+		s.mu.Unlock()
+		return
+	}
+	s.queue = append(s.queue, ev)
+	s.mu.Unlock()
+	select {
+	case s.wake <- struct{}{}:
+	default:
+	}
+}
+
+// resize records a terminal size.
+func (s *session) resize(width, height uint32) {
+	s.record(evResize, []byte(fmt.Sprintf("%dx%d", width, height)))
+}
+
+// close ends the recording and waits (at most timeout) for the file to be
+// complete.
+func (s *session) close(timeout time.Duration) sessionResult {
+	s.mu.Lock()
+	s.closing = true
+	s.mu.Unlock()
+	select {
+	case s.wake <- struct{}{}:
+	default:
+	}
+	select {
+	case <-s.done:
+		return sessionResult{rel: s.rel, digest: s.digest, note: s.note, size: s.size}
+	case <-time.After(timeout):
+		return sessionResult{rel: s.rel, note: "recording still being written when the exec ended"}
+	}
+}
+
+// write is the session's goroutine: it writes the header once the first
+// event (or the end) shows the terminal size, then one JSON line per
+// event, flushing every flushEvery.
+func (s *session) write(f *os.File) {
+	defer close(s.done)
+	bw := bufio.NewWriterSize(f, 64<<10)
+	width, height := 80, 24
+	headerDone := false
+	var failed error
+	tick := time.NewTicker(flushEvery)
+	defer tick.Stop()
+
+	emit := func(line []byte) {
+		if failed != nil {
+			return
+		}
+		if s.limit > 0 && s.size+int64(len(line)) > s.limit && !s.stopped.Load() {
+			s.stopped.Store(true)
+			s.note = fmt.Sprintf("recording stopped at the size limit of %d bytes ([sessions] max_bytes)", s.limit)
+			line = eventLine(time.Since(s.start), evMarker, []byte("execguard: "+s.note))
+		}
+		if _, err := bw.Write(line); err != nil {
+			failed = err
+			return
+		}
+		s.size += int64(len(line))
+	}
+	header := func() {
+		if headerDone {
+			return
+		}
+		headerDone = true
+		h := map[string]any{"version": 2, "width": width, "height": height, "timestamp": s.start.Unix(), "title": s.title}
+		b, _ := json.Marshal(h)
+		emit(append(b, '\n'))
+	}
+	for {
+		s.mu.Lock()
+		batch, closing := s.queue, s.closing
+		s.queue = nil
+		s.mu.Unlock()
+		for _, ev := range batch {
+			s.pending.Add(-int64(len(ev.data)))
+			if ev.code == evResize && !headerDone {
+				if w, h, ok := parseSize(string(ev.data)); ok {
+					width, height = w, h
+					continue
+				}
+			}
+			header()
+			if s.stopped.Load() {
+				continue
+			}
+			if n := s.dropped.Swap(0); n > 0 {
+				emit(eventLine(ev.at, evMarker, []byte(fmt.Sprintf("execguard: %d chunks not recorded (the disk was slower than the exec)", n))))
+			}
+			emit(eventLine(ev.at, ev.code, ev.data))
+		}
+		if closing {
+			header()
+			break
+		}
+		select {
+		case <-s.wake:
+		case <-tick.C:
+			if failed == nil {
+				if err := bw.Flush(); err != nil {
+					failed = err
+				}
+			}
+		}
+		if failed != nil && !s.stopped.Load() {
+			// A full disk ends the recording, never the exec.
+			s.stopped.Store(true)
+		}
+	}
+	if failed == nil {
+		failed = bw.Flush()
+	}
+	if failed == nil {
+		failed = f.Sync()
+	}
+	if err := f.Close(); failed == nil {
+		failed = err
+	}
+	if failed != nil {
+		s.note = "recording incomplete: " + failed.Error()
+	}
+	s.digest = fileDigest(s.path)
+}
+
+func eventLine(at time.Duration, code string, data []byte) []byte {
+	b := make([]byte, 0, len(data)+32)
+	b = append(b, '[')
+	b = strconv.AppendFloat(b, at.Seconds(), 'f', 6, 64)
+	b = append(b, `, "`...)
+	b = append(b, code...)
+	b = append(b, `", `...)
+	d, _ := json.Marshal(string(data)) // invalid UTF-8 becomes U+FFFD, as asciicast requires text
+	b = append(b, d...)
+	return append(b, "]\n"...)
+}
+
+func parseSize(v string) (w, h int, ok bool) {
+	_, err := fmt.Sscanf(v, "%dx%d", &w, &h)
+	return w, h, err == nil && w > 0 && h > 0
+}
+
+func fileDigest(p string) string {
+	f, err := os.Open(p)
+	if err != nil {
+		return ""
+	}
+	defer f.Close()
+	h := sha256.New()
+	if _, err := io.Copy(h, f); err != nil {
+		return ""
+	}
+	return "sha256:" + hex.EncodeToString(h.Sum(nil))
+}
+
+// startRecording starts recording exec e when the effective policy's
+// record key covers it. Recording never stands in the way of the exec:
+// when the session cannot be set up, the exec runs unrecorded and the
+// log says why.
+func (s *service) startRecording(lg *log.Entry, snap *conf.Snapshot, d *execpolicy.Decision, r *taskAPI.ExecProcessRequest, e *execution, p *specs.Process) {
+	mode := d.Policy.Record
+	if snap == nil || mode == conf.RecordOff || mode == conf.RecordTTY && !r.Terminal {
+		return
+	}
+	limits := snap.Config.Sessions
+	title := strings.Join(p.Args, " ")
+	sess, err := openSession(s.stateDir, r.ID, r.ExecID, int64(limits.MaxBytes), r.Terminal, title)
+	if err != nil {
+		lg.WithError(err).Warn("execguard: exec not recorded")
+		return
+	}
+	tee, err := startTee(r, sess, d.Policy.RecordInput)
+	if err != nil {
+		sess.close(time.Second)
+		os.Remove(sess.path)
+		lg.WithError(err).Warn("execguard: exec not recorded")
+		return
+	}
+	e.sess, e.tee = sess, tee
+	s.records.update(r.ID, r.ExecID, func(rec *execpolicy.Record) { rec.Session = sess.rel })
+}
+
+// endSession waits (briefly) for the exec's output to drain, closes its
+// fifos and finishes the session file. An exec that never ran leaves no
+// session file. It runs once; later calls return the first result.
+func (e *execution) endSession(discard bool) sessionResult {
+	e.sessOnce.Do(func() {
+		drained := make(chan struct{})
+		go func() { e.tee.waitOutput(); close(drained) }()
+		select {
+		case <-drained:
+		case <-time.After(5 * time.Second):
+		}
+		e.tee.abort()
+		e.sessResult = e.sess.close(5 * time.Second)
+		if discard {
+			os.Remove(e.sess.path)
+			e.sessResult = sessionResult{}
+		}
+	})
+	return e.sessResult
+}
+
+// recorded fills a finished session into the exec's record.
+func recorded(res sessionResult) func(*execpolicy.Record) {
+	return func(r *execpolicy.Record) {
+		r.Session, r.SessionBytes, r.SessionDigest, r.SessionNote = res.rel, res.size, res.digest, res.note
+	}
+}

@@ -1,0 +1,147 @@
+package stub
+
+import (
+	"bufio"
+	"encoding/json"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// readCast parses an asciicast v2 file: its header and its events.
+func readCast(t *testing.T, p string) (map[string]any, [][3]any) {
+	t.Helper()
+	f, err := os.Open(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	sc.Buffer(nil, 1<<20)
+	var header map[string]any
+	var events [][3]any
+	for i := 0; sc.Scan(); i++ {
+		if i == 0 {
+			if err := json.Unmarshal(sc.Bytes(), &header); err != nil {
+				t.Fatalf("header %q: %v", sc.Text(), err)
+			}
+			continue
+		}
+		var ev []any
+		if err := json.Unmarshal(sc.Bytes(), &ev); err != nil || len(ev) != 3 {
+			t.Fatalf("event %q: %v", sc.Text(), err)
+		}
+		events = append(events, [3]any{ev[0], ev[1], ev[2]})
+	}
+	return header, events
+}
+
+func TestSessionIsAsciicast(t *testing.T) {
+	dir := t.TempDir()
+	s, err := openSession(dir, "c1", "e1", 0, true, "sh")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.resize(120, 40)
+	s.record(evOutput, []byte("$ "))
+	s.record(evInput, []byte("echo hi\r"))
+	s.record(evOutput, []byte("hi\r\n\xff"))
+	s.resize(100, 30)
+	res := s.close(5 * time.Second)
+	if res.note != "" || !strings.HasPrefix(res.digest, "sha256:") || res.size == 0 {
+		t.Fatalf("result = %+v", res)
+	}
+	if st, err := os.Stat(s.path); err != nil || st.Mode().Perm() != 0o600 {
+		t.Fatalf("session file: %v, %v", st, err)
+	}
+	h, ev := readCast(t, s.path)
+	if h["version"] != float64(2) || h["width"] != float64(120) || h["height"] != float64(40) {
+		t.Fatalf("header = %v", h)
+	}
+	want := [][2]string{{"o", "$ "}, {"i", "echo hi\r"}, {"o", "hi\r\n\ufffd"}, {"r", "100x30"}}
+	if len(ev) != len(want) {
+		t.Fatalf("events = %v", ev)
+	}
+	last := -1.0
+	for i, w := range want {
+		if ev[i][1] != w[0] || ev[i][2] != w[1] {
+			t.Errorf("event %d = %v, want %v", i, ev[i], w)
+		}
+		if at := ev[i][0].(float64); at < last {
+			t.Errorf("event %d goes back in time", i)
+		} else {
+			last = at
+		}
+	}
+	if asciinema, err := exec.LookPath("asciinema"); err == nil {
+		// asciinema wants a terminal: script gives it one.
+		if out, err := exec.Command("script", "-qec", asciinema+" cat "+s.path, "/dev/null").CombinedOutput(); err != nil {
+			t.Errorf("asciinema cat: %v: %s", err, out)
+		}
+	}
+}
+
+func TestSessionSizeLimitLeavesAMarker(t *testing.T) {
+	s, err := openSession(t.TempDir(), "c1", "e1", 4096, false, "cat")
+	if err != nil {
+		t.Fatal(err)
+	}
+	chunk := []byte(strings.Repeat("x", 1000))
+	for range 20 {
+		s.record(evOutput, chunk)
+	}
+	res := s.close(5 * time.Second)
+	if !strings.Contains(res.note, "size limit") {
+		t.Fatalf("note = %q", res.note)
+	}
+	_, ev := readCast(t, s.path)
+	if n := len(ev); n == 0 || ev[n-1][1] != "m" || !strings.Contains(ev[n-1][2].(string), "size limit") {
+		t.Fatalf("last event = %v, want the size-limit marker", ev[len(ev)-1])
+	}
+	if st, _ := os.Stat(s.path); st.Size() > 4096+200 {
+		t.Fatalf("session of %d bytes past a 4096-byte limit", st.Size())
+	}
+}
+
+func TestSessionNeverBlocksTheExec(t *testing.T) {
+	s, err := openSession(t.TempDir(), "c1", "e1", 0, false, "cat")
+	if err != nil {
+		t.Fatal(err)
+	}
+	chunk := make([]byte, 32<<10)
+	start := time.Now()
+	for range 4096 { // 128 MiB offered far faster than any disk writes it
+		s.record(evOutput, chunk)
+	}
+	if d := time.Since(start); d > 5*time.Second {
+		t.Fatalf("recording 128 MiB held the exec for %v", d)
+	}
+	if s.pending.Load() > maxPending {
+		t.Fatalf("%d bytes queued, bound %d", s.pending.Load(), maxPending)
+	}
+	s.close(30 * time.Second)
+}
+
+func TestSessionRefusesUnsafeIDs(t *testing.T) {
+	if _, err := openSession(t.TempDir(), "../c1", "e1", 0, false, ""); err == nil {
+		t.Fatal("a container id with .. opened a session")
+	}
+	dir := t.TempDir()
+	// A planted symlink where the session file goes is not followed.
+	if err := os.MkdirAll(filepath.Join(dir, "execs", "c1"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	target := filepath.Join(t.TempDir(), "victim")
+	if err := os.Symlink(target, filepath.Join(dir, "execs", "c1", "e1.cast")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := openSession(dir, "c1", "e1", 0, false, ""); err == nil {
+		t.Fatal("a session was opened through a symlink")
+	}
+	if _, err := os.Stat(target); err == nil {
+		t.Fatal("the symlink's target was created")
+	}
+}
