@@ -51,8 +51,7 @@ func execs(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("execs", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	stateDir := stateDirFlag(fs)
-	container := fs.String("container", "", "only this container (id or id prefix)")
-	pod := fs.String("pod", "", "only this pod (NAME or NAMESPACE/NAME)")
+	filter := addRecordFilter(fs)
 	state := fs.String("state", "", "only this state: refused, created, running or exited")
 	asJSON := fs.Bool("json", false, "print the full records as JSON")
 	if err := fs.Parse(args); err != nil {
@@ -76,22 +75,11 @@ func execs(args []string, stdout, stderr io.Writer) int {
 	all, readErr := execpolicy.OpenRecordsExisting(dir).All()
 	rs := all[:0]
 	for _, r := range all {
-		if (*container == "" || strings.HasPrefix(r.ContainerID, *container)) &&
-			(*pod == "" || *pod == r.Pod || *pod == r.Namespace+"/"+r.Pod) &&
-			(*state == "" || *state == r.State) {
+		if filter.match(&r) && (*state == "" || *state == r.State) {
 			rs = append(rs, r)
 		}
 	}
-	sort.SliceStable(rs, func(i, j int) bool {
-		ti, tj := recordTime(&rs[i]), recordTime(&rs[j])
-		if !ti.Equal(tj) {
-			return ti.Before(tj)
-		}
-		if rs[i].ContainerID != rs[j].ContainerID {
-			return rs[i].ContainerID < rs[j].ContainerID
-		}
-		return rs[i].ExecID < rs[j].ExecID
-	})
+	sortRecords(rs)
 	if *asJSON {
 		if rs == nil {
 			rs = []execpolicy.Record{}
@@ -110,6 +98,35 @@ func execs(args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	return 0
+}
+
+// recordFilter is the --container and --pod selection of records.
+type recordFilter struct{ container, pod *string }
+
+func addRecordFilter(fs *flag.FlagSet) recordFilter {
+	return recordFilter{
+		container: fs.String("container", "", "only this container (id or id prefix)"),
+		pod:       fs.String("pod", "", "only this pod (NAME or NAMESPACE/NAME)"),
+	}
+}
+
+func (f recordFilter) match(r *execpolicy.Record) bool {
+	return (*f.container == "" || strings.HasPrefix(r.ContainerID, *f.container)) &&
+		(*f.pod == "" || *f.pod == r.Pod || *f.pod == r.Namespace+"/"+r.Pod)
+}
+
+// sortRecords orders records by when the exec was asked for, then by ids.
+func sortRecords(rs []execpolicy.Record) {
+	sort.SliceStable(rs, func(i, j int) bool {
+		ti, tj := recordTime(&rs[i]), recordTime(&rs[j])
+		if !ti.Equal(tj) {
+			return ti.Before(tj)
+		}
+		if rs[i].ContainerID != rs[j].ContainerID {
+			return rs[i].ContainerID < rs[j].ContainerID
+		}
+		return rs[i].ExecID < rs[j].ExecID
+	})
 }
 
 // recordTime is when an exec was asked for (or, lacking that, started).

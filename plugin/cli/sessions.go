@@ -9,7 +9,6 @@ import (
 	"io"
 	"os"
 	"path/filepath"
-	"sort"
 	"strings"
 	"syscall"
 	"text/tabwriter"
@@ -33,8 +32,7 @@ func sessions(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("sessions", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	stateDir := stateDirFlag(fs)
-	container := fs.String("container", "", "only this container (id or id prefix)")
-	pod := fs.String("pod", "", "only this pod (NAME or NAMESPACE/NAME)")
+	filter := addRecordFilter(fs)
 	asJSON := fs.Bool("json", false, "print the records of the recorded execs as JSON")
 	if err := fs.Parse(args); err != nil {
 		return 2
@@ -51,12 +49,11 @@ func sessions(args []string, stdout, stderr io.Writer) int {
 	all, readErr := execpolicy.OpenRecordsExisting(dir).All()
 	rs := []execpolicy.Record{}
 	for _, r := range all {
-		if r.Session != "" && (*container == "" || strings.HasPrefix(r.ContainerID, *container)) &&
-			(*pod == "" || *pod == r.Pod || *pod == r.Namespace+"/"+r.Pod) {
+		if r.Session != "" && filter.match(&r) {
 			rs = append(rs, r)
 		}
 	}
-	sort.SliceStable(rs, func(i, j int) bool { return recordTime(&rs[i]).Before(recordTime(&rs[j])) })
+	sortRecords(rs)
 	if *asJSON {
 		enc := json.NewEncoder(stdout)
 		enc.SetIndent("", "  ")
