@@ -1,6 +1,6 @@
 // Package conf holds execguard's TOML configuration, its validation, and the
 // immutable snapshot compiled from it that the plugin publishes and the
-// runtime entry point reads.
+// shim reads.
 package conf
 
 import (

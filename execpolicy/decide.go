@@ -26,8 +26,8 @@ type Container struct {
 
 // ParseContainerSpec decodes what the policy uses of a container's OCI
 // config.json: its process and its annotations. Skipping the rest (the
-// seccomp profile, mounts, resources) matters on the exec path, where the
-// entry point decodes it in a fresh process every time.
+// seccomp profile, mounts, resources) keeps the shim's copy of every
+// container's spec small: it holds one per container for the pod's life.
 func ParseContainerSpec(configJSON []byte) (*specs.Spec, error) {
 	var s struct {
 		Process     *specs.Process    `json:"process,omitempty"`
@@ -67,7 +67,7 @@ type Decision struct {
 	Check string
 	// Reason is the full user-facing message for a refusal, starting
 	// "execguard: " (in audit mode "execguard: audit: ... would be
-	// refused ..."); the runtime entry point logs it verbatim.
+	// refused ..."); the shim returns it to the client verbatim.
 	Reason string
 	// Adjustments lists what was changed (in audit mode: what would have
 	// been), e.g. `cwd "" -> "/srv"`.
@@ -92,7 +92,7 @@ type Decision struct {
 // the decision records what enforce would have done, and Process is proc.
 //
 // Without a snapshot (nil snap) every exec is allowed unchanged, with a
-// warning: the entry point must not break execs before the plugin first
+// warning: the shim must not break execs before the plugin first
 // publishes a policy.
 func Decide(snap *conf.Snapshot, c *Container, proc *specs.Process) Decision {
 	if snap == nil {

@@ -23,7 +23,7 @@ type Facts struct {
 }
 
 // CRI annotations found in every CRI container's config.json; they give
-// the entry point namespace, pod and container name when no facts exist.
+// the shim namespace, pod and container name when no facts exist.
 const (
 	AnnotationSandboxNamespace = "io.kubernetes.cri.sandbox-namespace"
 	AnnotationSandboxName      = "io.kubernetes.cri.sandbox-name"
