@@ -214,60 +214,6 @@ func TestHolderKeepsLastGoodSnapshot(t *testing.T) {
 	}
 }
 
-func TestPublishAndLoadCurrent(t *testing.T) {
-	state := filepath.Join(t.TempDir(), "state")
-	if _, err := LoadCurrent(state); err == nil {
-		t.Fatal("LoadCurrent before publishing succeeded")
-	}
-	x, _ := Compile(mustParse(t, "[runtimes.runc]\npath=\"/usr/bin/runc\"\nargs=[\"x\"]\n"))
-	y, _ := Compile(mustParse(t, "[runtimes.runc]\npath=\"/usr/bin/runc\"\nargs=[\"y\"]\n"))
-	if err := Publish(state, x); err != nil {
-		t.Fatal(err)
-	}
-	got, err := LoadCurrent(state)
-	if err != nil || got.Digest != x.Digest || got.Default().Wrapper != x.Default().Wrapper {
-		t.Fatalf("LoadCurrent = %+v, %v", got, err)
-	}
-	// The seed scenario's first half: a reload to changed args leaves the
-	// earlier wrapper in place with its content.
-	if err := Publish(state, y); err != nil {
-		t.Fatal(err)
-	}
-	store := wrappers.OpenExisting(state)
-	for _, s := range []*Snapshot{x, y} {
-		if err := store.Verify(s.Default().Wrapper); err != nil {
-			t.Fatalf("wrapper of %s: %v", s.Digest[:8], err)
-		}
-	}
-	if got, _ := LoadCurrent(state); got.Digest != y.Digest {
-		t.Fatal("current not switched")
-	}
-	// A tampered snapshot is refused.
-	p := filepath.Join(state, "snapshots", y.Digest+".json")
-	os.WriteFile(p, []byte(`{"config":{}}`), 0o600)
-	if _, err := LoadCurrent(state); err == nil || !strings.Contains(err.Error(), "does not match its digest") {
-		t.Fatalf("tampered snapshot: %v", err)
-	}
-	st, _ := os.Stat(state)
-	if st.Mode().Perm() != 0o700 {
-		t.Fatalf("state dir mode %v", st.Mode().Perm())
-	}
-}
-
-func TestPublishBoundsSnapshots(t *testing.T) {
-	state := t.TempDir()
-	for i := 0; i < keepSnapshots+10; i++ {
-		s, _ := Compile(mustParse(t, "[runtimes.runc]\npath=\"/usr/bin/runc\"\nargs=[\""+strings.Repeat("x", i)+"\"]\n"))
-		if err := Publish(state, s); err != nil {
-			t.Fatal(err)
-		}
-	}
-	ents, _ := os.ReadDir(filepath.Join(state, "snapshots"))
-	if len(ents) > keepSnapshots {
-		t.Fatalf("%d snapshots kept, want at most %d", len(ents), keepSnapshots)
-	}
-}
-
 // TestConcurrentReaders checks that readers never see a torn snapshot while
 // another goroutine reloads.
 func TestConcurrentReaders(t *testing.T) {

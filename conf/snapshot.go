@@ -44,7 +44,7 @@ func Compile(c *Config) (*Snapshot, error) {
 	if _, ok := s.Runtimes[c.DefaultRuntime]; !ok {
 		return nil, fmt.Errorf("compile: default runtime %q is not defined", c.DefaultRuntime)
 	}
-	body, err := s.body()
+	body, err := s.Encode()
 	if err != nil {
 		return nil, err
 	}
@@ -52,12 +52,28 @@ func Compile(c *Config) (*Snapshot, error) {
 	return s, nil
 }
 
-func (s *Snapshot) body() ([]byte, error) {
+// Encode is the snapshot's canonical JSON, what its Digest is of and what
+// the state dir stores.
+func (s *Snapshot) Encode() ([]byte, error) {
 	b, err := json.Marshal(s) // map keys are sorted: the encoding is canonical
 	if err != nil {
 		return nil, fmt.Errorf("snapshot: %w", err)
 	}
 	return b, nil
+}
+
+// DecodeSnapshot is the inverse of Encode; the digest is computed from b.
+func DecodeSnapshot(b []byte) (*Snapshot, error) {
+	var s Snapshot
+	d := digest(b)
+	if err := json.Unmarshal(b, &s); err != nil {
+		return nil, fmt.Errorf("snapshot %s: %w", d, err)
+	}
+	if s.Config == nil {
+		return nil, fmt.Errorf("snapshot %s: no config", d)
+	}
+	s.Digest = d
+	return &s, nil
 }
 
 func digest(b []byte) string {

@@ -19,7 +19,7 @@ import (
 
 	"github.com/execguard/execguard/conf"
 	"github.com/execguard/execguard/execpolicy"
-	"github.com/execguard/execguard/wrappers"
+	"github.com/execguard/execguard/state"
 )
 
 // TestMain doubles as a pre-registered plugin: the runtime side of
@@ -252,7 +252,7 @@ func (p *proxy) close() {
 
 func readFacts(t *testing.T, stateDir, id string) (execpolicy.Facts, bool) {
 	t.Helper()
-	f, err := execpolicy.OpenFactsExisting(stateDir).Read(id)
+	f, err := state.At(stateDir).Facts().Read(id)
 	if errors.Is(err, os.ErrNotExist) {
 		return f, false
 	}
@@ -320,12 +320,12 @@ func TestExternal(t *testing.T) {
 		t.Fatalf("facts %+v, want %+v", f, want)
 	}
 	// The snapshot is published with every wrapper.
-	cur, err := conf.LoadCurrent(stateDir)
+	cur, err := state.At(stateDir).Snapshots().LoadCurrent()
 	if err != nil || cur.Digest != plug.Snapshot().Digest {
 		t.Fatalf("published snapshot %v (%v), want %s", cur, err, plug.Snapshot().Digest)
 	}
 	for _, rtName := range cur.RuntimeNames() {
-		if err := wrappers.OpenExisting(stateDir).Verify(cur.Runtimes[rtName].Wrapper); err != nil {
+		if err := state.At(stateDir).Wrappers().Verify(cur.Runtimes[rtName].Wrapper); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -354,14 +354,14 @@ func TestExternal(t *testing.T) {
 	// RemoveContainer drops facts and a pin left behind.
 	p1 := rt.pods["p1"]
 	spec := cur.Runtimes["crun"].Spec
-	if err := mustPins(t, stateDir).Write(wrappers.Pin{ContainerID: "c-p1", Spec: spec, Wrapper: spec.Name()}); err != nil {
+	if err := mustPins(t, stateDir).Write(state.Pin{ContainerID: "c-p1", Spec: spec, Wrapper: spec.Name()}); err != nil {
 		t.Fatal(err)
 	}
 	rt.remove(p1, "c-p1")
 	if _, ok := readFacts(t, stateDir, "c-p1"); ok {
 		t.Error("facts of a removed container remain")
 	}
-	if _, err := wrappers.OpenPinsExisting(stateDir).Read("c-p1"); !errors.Is(err, os.ErrNotExist) {
+	if _, err := state.At(stateDir).Pins().Read("c-p1"); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("pin of a removed container: %v", err)
 	}
 
@@ -388,13 +388,8 @@ func equalFacts(a, b execpolicy.Facts) bool {
 		maps.Equal(a.Labels, b.Labels) && maps.Equal(a.Annotations, b.Annotations)
 }
 
-func mustPins(t *testing.T, stateDir string) *wrappers.PinStore {
-	t.Helper()
-	ps, err := wrappers.OpenPins(stateDir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return ps
+func mustPins(t *testing.T, stateDir string) state.PinStore {
+	return state.At(stateDir).Pins()
 }
 
 // TestPreRegistered lets NRI's runtime side launch the plugin from its
@@ -431,7 +426,7 @@ func TestPreRegistered(t *testing.T) {
 		}
 	}()
 
-	cur, err := conf.LoadCurrent(stateDir)
+	cur, err := state.At(stateDir).Snapshots().LoadCurrent()
 	if err != nil {
 		t.Fatalf("the configuration from the drop-in was not published: %v", err)
 	}

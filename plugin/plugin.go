@@ -24,7 +24,7 @@ import (
 	"github.com/execguard/execguard/execpolicy"
 	"github.com/execguard/execguard/plugin/gc"
 	"github.com/execguard/execguard/plugin/metrics"
-	"github.com/execguard/execguard/wrappers"
+	"github.com/execguard/execguard/state"
 )
 
 // Plugin implements the NRI handlers. Every handler takes one snapshot at
@@ -146,15 +146,7 @@ func (p *Plugin) publish(file string, data []byte) (*conf.Snapshot, error) {
 	if prev := p.snap.Load(); prev != nil && prev.Config.StateDir != s.Config.StateDir {
 		return nil, fmt.Errorf("%s: state_dir changed from %s to %s: restart nri-execguard to move its state", file, prev.Config.StateDir, s.Config.StateDir)
 	}
-	if err := conf.Publish(s.Config.StateDir, s); err != nil {
-		// Publish switches "current" last; only cleanup can fail after it.
-		cur, cerr := conf.LoadCurrent(s.Config.StateDir)
-		if cerr != nil || cur.Digest != s.Digest {
-			return nil, err
-		}
-		p.log.WithError(err).Warn("snapshot published, but cleaning old snapshots failed")
-	}
-	if _, err := execpolicy.OpenFacts(s.Config.StateDir); err != nil {
+	if err := state.At(s.Config.StateDir).Snapshots().Publish(s); err != nil {
 		return nil, err
 	}
 	return s, nil
@@ -166,11 +158,12 @@ func (p *Plugin) publish(file string, data []byte) (*conf.Snapshot, error) {
 func (p *Plugin) Restore(stateDir string) (*conf.Snapshot, error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	s, err := conf.LoadCurrent(stateDir)
+	snaps := state.At(stateDir).Snapshots()
+	s, err := snaps.LoadCurrent()
 	if err != nil {
 		return nil, err
 	}
-	if err := conf.Publish(stateDir, s); err != nil { // re-ensures its wrappers
+	if err := snaps.Publish(s); err != nil { // re-ensures its wrappers
 		return nil, err
 	}
 	p.snap.Store(s)
@@ -224,7 +217,7 @@ func (p *Plugin) Synchronize(_ context.Context, pods []*api.PodSandbox, ctrs []*
 	if s == nil {
 		return nil, nil
 	}
-	facts := execpolicy.OpenFactsExisting(s.Config.StateDir)
+	facts := state.At(s.Config.StateDir).Facts()
 	for _, c := range ctrs {
 		pod := byID[c.GetPodSandboxId()]
 		if pod == nil {
@@ -311,7 +304,7 @@ func (p *Plugin) CreateContainer(_ context.Context, pod *api.PodSandbox, c *api.
 	} else {
 		log.Debug("no honoured runtime request; the shim chooses the handler's runtime or the default")
 	}
-	if err := execpolicy.OpenFactsExisting(s.Config.StateDir).Write(factsOf(pod, c, requested)); err != nil {
+	if err := state.At(s.Config.StateDir).Facts().Write(factsOf(pod, c, requested)); err != nil {
 		log.WithError(err).Warn("cannot record container facts")
 	}
 	return adj, nil, nil
@@ -356,10 +349,8 @@ func (p *Plugin) forget(id string) error {
 	if s == nil || id == "" {
 		return nil
 	}
-	return errors.Join(
-		execpolicy.OpenFactsExisting(s.Config.StateDir).Delete(id),
-		wrappers.OpenPinsExisting(s.Config.StateDir).Delete(id),
-	)
+	dir := state.At(s.Config.StateDir)
+	return errors.Join(dir.Facts().Delete(id), dir.Pins().Delete(id))
 }
 
 // Shutdown is NRI's Shutdown: the runtime is going away.

@@ -16,10 +16,9 @@ import (
 	dto "github.com/prometheus/client_model/go"
 
 	"github.com/execguard/execguard/conf"
-	"github.com/execguard/execguard/execpolicy"
 	"github.com/execguard/execguard/plugin/gc"
 	"github.com/execguard/execguard/plugin/metrics"
-	"github.com/execguard/execguard/wrappers"
+	"github.com/execguard/execguard/state"
 )
 
 // TestReloadWhileResolving reloads 100 times, alternating two configs,
@@ -44,7 +43,7 @@ func TestReloadWhileResolving(t *testing.T) {
 	if _, err := p.Apply("config.toml", []byte(texts[0])); err != nil {
 		t.Fatal(err)
 	}
-	store := wrappers.OpenExisting(stateDir)
+	store := state.At(stateDir).Wrappers()
 
 	var stop atomic.Bool
 	var resolved atomic.Int64
@@ -91,7 +90,7 @@ func TestReloadWhileResolving(t *testing.T) {
 					errs <- fmt.Errorf("CreateContainer injected %q for a request of %q", name, req)
 					return
 				}
-				if f, err := execpolicy.OpenFactsExisting(stateDir).Read(ctr.Id); err != nil || f.Runtime != name {
+				if f, err := state.At(stateDir).Facts().Read(ctr.Id); err != nil || f.Runtime != name {
 					errs <- fmt.Errorf("facts %+v (%v), want runtime %q", f, err, name)
 					return
 				}
@@ -126,7 +125,7 @@ func TestReloadWhileResolving(t *testing.T) {
 		}
 		return true
 	})
-	if cur, err := conf.LoadCurrent(stateDir); err != nil || cur.Digest != p.Snapshot().Digest {
+	if cur, err := state.At(stateDir).Snapshots().LoadCurrent(); err != nil || cur.Digest != p.Snapshot().Digest {
 		t.Errorf("published %v (%v), serving %s", cur, err, p.Snapshot().Digest)
 	}
 }
@@ -165,7 +164,7 @@ func TestBadConfigKeepsServing(t *testing.T) {
 		if p.Snapshot() != good {
 			t.Fatal("a rejected config replaced the snapshot")
 		}
-		if cur, err := conf.LoadCurrent(stateDir); err != nil || cur.Digest != good.Digest {
+		if cur, err := state.At(stateDir).Snapshots().LoadCurrent(); err != nil || cur.Digest != good.Digest {
 			t.Fatalf("published %v (%v), want %s", cur, err, good.Digest)
 		}
 	}

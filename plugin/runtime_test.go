@@ -10,7 +10,7 @@ import (
 	logtest "github.com/sirupsen/logrus/hooks/test"
 
 	"github.com/execguard/execguard/conf"
-	"github.com/execguard/execguard/execpolicy"
+	"github.com/execguard/execguard/state"
 )
 
 func compile(t *testing.T, text string) *conf.Snapshot {
@@ -106,7 +106,7 @@ func TestCreateContainerRuntime(t *testing.T) {
 			if injected != (tc.honoured != "") || got != tc.honoured {
 				t.Errorf("adjustment %+v, want annotation %q", adj, tc.honoured)
 			}
-			f, err := execpolicy.OpenFactsExisting(dir).Read("c")
+			f, err := state.At(dir).Facts().Read("c")
 			if err != nil || f.Runtime != tc.honoured || f.RuntimeHandler != tc.pod.RuntimeHandler {
 				t.Errorf("facts %+v (%v), want runtime %q", f, err, tc.honoured)
 			}

@@ -21,6 +21,7 @@ import (
 
 	"github.com/execguard/execguard/conf"
 	"github.com/execguard/execguard/execpolicy"
+	"github.com/execguard/execguard/state"
 )
 
 type execKey struct{ cid, eid string }
@@ -101,14 +102,17 @@ func (s *service) admit(ctx context.Context, c *container, r *taskAPI.ExecProces
 	snap, err := s.snapshots.current()
 	switch {
 	case err == nil:
-	case errors.Is(err, conf.ErrNoSnapshot):
+	case errors.Is(err, state.ErrNoSnapshot):
 		// No policy was ever published: execguard must not break execs
 		// before the plugin first runs. Decide allows, with a warning.
 		snap = nil
 	default:
 		return nil, refusal(fmt.Sprintf("execguard: exec into %s refused: exec policy unavailable: %v", r.ID, err))
 	}
-	facts := s.facts(c)
+	facts, err := s.facts(c)
+	if err != nil {
+		return nil, refusal(fmt.Sprintf("execguard: exec into %s refused: container facts unavailable: %v", r.ID, err))
+	}
 
 	d := s.decideAndReserve(snap, c, facts, proc)
 
@@ -185,25 +189,27 @@ func refusal(msg string) error {
 // annotations), else what CRI's annotations in its spec say. The plugin
 // writes the facts before containerd creates the container, so a copy read
 // once stays right; without one it is looked for again on the next exec.
-func (s *service) facts(c *container) execpolicy.Facts {
+// Recorded facts that cannot be read are an error: the policy's
+// label-scoped rules depend on them.
+func (s *service) facts(c *container) (execpolicy.Facts, error) {
 	c.mu.Lock()
 	f := c.facts
 	c.mu.Unlock()
 	if f != nil {
-		return *f
+		return *f, nil
 	}
-	got, err := execpolicy.OpenFactsExisting(s.stateDir).Read(c.id)
-	if err != nil {
-		var ann map[string]string
-		if c.spec != nil {
-			ann = c.spec.Annotations
-		}
-		return execpolicy.FactsFromAnnotations(c.id, ann)
+	recorded := false
+	got, err := execpolicy.FactsOf(c.id, c.spec, func(id string) (execpolicy.Facts, error) {
+		f, err := s.dir.Facts().Read(id)
+		recorded = err == nil
+		return f, err
+	})
+	if recorded {
+		c.mu.Lock()
+		c.facts = &got
+		c.mu.Unlock()
 	}
-	c.mu.Lock()
-	c.facts = &got
-	c.mu.Unlock()
-	return got
+	return got, err
 }
 
 // execStarted records an exec's start and arms its max_duration timer, or
@@ -295,7 +301,7 @@ func (s *service) execExited(ev *eventstypes.TaskExit) {
 	// goroutine: the output may still be draining.
 	go func() {
 		res := e.endSession(false)
-		s.records.update(k.cid, k.eid, func(r *execpolicy.Record) {
+		s.records.update(k.cid, k.eid, func(r *state.Record) {
 			exited(int(ev.ExitStatus), t)(r)
 			recorded(res)(r)
 		})
@@ -353,13 +359,13 @@ func (s *service) unreserve(c *container) {
 // names another one: one small file read per exec, so a policy the plugin
 // publishes applies to the next exec of every running shim.
 type snapshotCache struct {
-	stateDir string
-	mu       sync.Mutex
-	snap     *conf.Snapshot
+	store state.SnapshotStore
+	mu    sync.Mutex
+	snap  *conf.Snapshot
 }
 
 func (c *snapshotCache) current() (*conf.Snapshot, error) {
-	d, err := conf.CurrentDigest(c.stateDir)
+	d, err := c.store.Current()
 	if err != nil {
 		return nil, err
 	}
@@ -369,7 +375,7 @@ func (c *snapshotCache) current() (*conf.Snapshot, error) {
 	if snap != nil && snap.Digest == d {
 		return snap, nil
 	}
-	snap, err = conf.LoadSnapshot(c.stateDir, d)
+	snap, err = c.store.Load(d)
 	if err != nil {
 		return nil, err
 	}

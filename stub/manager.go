@@ -14,7 +14,7 @@ import (
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/anypb"
 
-	"github.com/execguard/execguard/conf"
+	"github.com/execguard/execguard/state"
 	"github.com/execguard/execguard/wrappers"
 )
 
@@ -22,12 +22,12 @@ import (
 // of the shim binary) under execguard's runtime type, with the handler's
 // options translated for it.
 func NewManager() shim.Shim {
-	return shimManager{Shim: manager.NewShimManager(RuntimeType), stateDir: StateDir()}
+	return shimManager{Shim: manager.NewShimManager(RuntimeType), dir: StateDir()}
 }
 
 type shimManager struct {
 	shim.Shim
-	stateDir string
+	dir *state.Dir
 }
 
 // Start translates the handler's options, which runc's manager reads for
@@ -49,12 +49,10 @@ func (m shimManager) Start(ctx context.Context, params *bootapi.BootstrapParams)
 // runs the container's BinaryName once more, so its wrapper must exist;
 // the pin goes with the container.
 func (m shimManager) Stop(ctx context.Context, id string) (shim.StopStatus, error) {
-	pins := wrappers.OpenPinsExisting(m.stateDir)
+	pins := m.dir.Pins()
 	lg := log.G(ctx).WithField("container", id)
 	if pin, err := pins.Read(id); err == nil {
-		if store, err := wrappers.Open(m.stateDir); err != nil {
-			lg.WithError(err).Warn("execguard: cannot re-create the container's wrapper")
-		} else if _, err := store.Ensure(pin.Spec); err != nil {
+		if _, err := m.dir.Wrappers().Ensure(pin.Spec); err != nil {
 			lg.WithError(err).Warn("execguard: cannot re-create the container's wrapper")
 		}
 	}
@@ -97,7 +95,7 @@ func (m shimManager) Info(ctx context.Context, optionsR io.Reader) (*types.Runti
 
 // runtimePath is the binary of the runtime a handler runs, for `features`.
 func (m shimManager) runtimePath(handler string) string {
-	snap, err := conf.LoadCurrent(m.stateDir)
+	snap, err := m.dir.Snapshots().LoadCurrent()
 	if err != nil {
 		return wrappers.FallbackSpec().Path
 	}

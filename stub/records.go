@@ -8,6 +8,7 @@ import (
 	"github.com/containerd/log"
 
 	"github.com/execguard/execguard/execpolicy"
+	"github.com/execguard/execguard/state"
 )
 
 // recordWriter writes exec records off the exec path, in the order the
@@ -16,28 +17,27 @@ import (
 // function applied under the record's lock, so the plugin's audit markers
 // survive, and they only move a record forward.
 type recordWriter struct {
-	stateDir string
+	store state.RecordStore
 
 	mu      sync.Mutex
 	queue   []recordUpdate
 	running bool
 	idle    *sync.Cond
-	store   *execpolicy.RecordStore
 }
 
 type recordUpdate struct {
 	cid, eid string
-	fn       func(*execpolicy.Record)
+	fn       func(*state.Record)
 }
 
-func newRecordWriter(stateDir string) *recordWriter {
-	w := &recordWriter{stateDir: stateDir}
+func newRecordWriter(store state.RecordStore) *recordWriter {
+	w := &recordWriter{store: store}
 	w.idle = sync.NewCond(&w.mu)
 	return w
 }
 
 // update queues fn for the record of exec eid in container cid.
-func (w *recordWriter) update(cid, eid string, fn func(*execpolicy.Record)) {
+func (w *recordWriter) update(cid, eid string, fn func(*state.Record)) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	w.queue = append(w.queue, recordUpdate{cid, eid, fn})
@@ -66,7 +66,7 @@ func (w *recordWriter) drain() {
 			if u.fn == nil {
 				continue // merged into an earlier one
 			}
-			fns := []func(*execpolicy.Record){u.fn}
+			fns := []func(*state.Record){u.fn}
 			for j := i + 1; j < len(batch); j++ {
 				if batch[j].cid == u.cid && batch[j].eid == u.eid && batch[j].fn != nil {
 					fns = append(fns, batch[j].fn)
@@ -78,17 +78,9 @@ func (w *recordWriter) drain() {
 	}
 }
 
-func (w *recordWriter) write(cid, eid string, fns []func(*execpolicy.Record)) {
+func (w *recordWriter) write(cid, eid string, fns []func(*state.Record)) {
 	lg := log.L.WithField("container", cid).WithField("exec", eid)
-	if w.store == nil { // only drain touches store: no lock needed
-		s, err := execpolicy.OpenRecords(w.stateDir)
-		if err != nil {
-			lg.WithError(err).Warn("execguard: exec record not written")
-			return
-		}
-		w.store = s
-	}
-	_, err := w.store.Update(cid, eid, func(r *execpolicy.Record) error {
+	_, err := w.store.Update(cid, eid, func(r *state.Record) error {
 		for _, fn := range fns {
 			fn(r)
 		}
@@ -120,12 +112,12 @@ func (w *recordWriter) flush(ctx context.Context) {
 // plugin's reconciliation: a record's state only moves forward.
 
 // decided fills in the decision for an exec requested at t.
-func decided(d *execpolicy.Decision, f *execpolicy.Facts, p *processSummary, t time.Time) func(*execpolicy.Record) {
-	return func(r *execpolicy.Record) {
+func decided(d *execpolicy.Decision, f *execpolicy.Facts, p *processSummary, t time.Time) func(*state.Record) {
+	return func(r *state.Record) {
 		if r.Verdict != "" {
 			// A record that already carries a verdict belongs to an earlier
 			// exec with the same id (ctr lets users choose ids): start over.
-			*r = execpolicy.Record{ContainerID: r.ContainerID, ExecID: r.ExecID}
+			*r = state.Record{ContainerID: r.ContainerID, ExecID: r.ExecID}
 		}
 		r.Namespace, r.Pod, r.Container = f.Namespace, f.Pod, f.Container
 		r.Args, r.Cwd, r.TTY, r.User = p.args, p.cwd, p.tty, p.user
@@ -135,37 +127,37 @@ func decided(d *execpolicy.Decision, f *execpolicy.Facts, p *processSummary, t t
 			r.MaxDuration, r.KillSignal, r.KillGrace = d.Policy.MaxDuration, d.Policy.KillSignal, d.Policy.KillGrace
 		}
 		if d.Allowed {
-			r.State = execpolicy.StateCreated
+			r.State = state.StateCreated
 		} else {
-			r.State = execpolicy.StateRefused
+			r.State = state.StateRefused
 		}
 	}
 }
 
 // started records the exec's host pid.
-func started(pid int, t time.Time) func(*execpolicy.Record) {
-	return func(r *execpolicy.Record) {
+func started(pid int, t time.Time) func(*state.Record) {
+	return func(r *state.Record) {
 		r.Pid, r.StartedAt = pid, t
-		if r.State == "" || r.State == execpolicy.StateCreated {
-			r.State = execpolicy.StateRunning
+		if r.State == "" || r.State == state.StateCreated {
+			r.State = state.StateRunning
 		}
 	}
 }
 
 // exited records the exit status the shim reaped. It wins over an
 // "unknown" exit the plugin may have reconciled meanwhile.
-func exited(status int, t time.Time) func(*execpolicy.Record) {
-	return func(r *execpolicy.Record) {
+func exited(status int, t time.Time) func(*state.Record) {
+	return func(r *state.Record) {
 		code := status
-		r.State, r.ExitCode, r.ExitedAt = execpolicy.StateExited, &code, t
+		r.State, r.ExitCode, r.ExitedAt = state.StateExited, &code, t
 	}
 }
 
 // failed records an exec the runtime could not create or start.
-func failed(err error, t time.Time) func(*execpolicy.Record) {
-	return func(r *execpolicy.Record) {
-		if r.State != execpolicy.StateExited {
-			r.State, r.ExitedAt = execpolicy.StateExited, t
+func failed(err error, t time.Time) func(*state.Record) {
+	return func(r *state.Record) {
+		if r.State != state.StateExited {
+			r.State, r.ExitedAt = state.StateExited, t
 		}
 		msg := "runtime failed: " + err.Error()
 		if r.Reason != "" {
@@ -176,6 +168,6 @@ func failed(err error, t time.Time) func(*execpolicy.Record) {
 }
 
 // killed records that execguard signalled the exec, and why.
-func killed(by string) func(*execpolicy.Record) {
-	return func(r *execpolicy.Record) { r.KilledBy = by }
+func killed(by string) func(*state.Record) {
+	return func(r *state.Record) { r.KilledBy = by }
 }

@@ -47,6 +47,7 @@ import (
 
 	"github.com/execguard/execguard/conf"
 	"github.com/execguard/execguard/execpolicy"
+	"github.com/execguard/execguard/state"
 	"github.com/execguard/execguard/wrappers"
 )
 
@@ -59,11 +60,11 @@ const RuntimeType = "io.containerd.execguard.v2"
 const StateDirEnv = "EXECGUARD_STATE_DIR"
 
 // StateDir is the state dir the shim uses.
-func StateDir() string {
+func StateDir() *state.Dir {
 	if d := os.Getenv(StateDirEnv); d != "" {
-		return d
+		return state.At(d)
 	}
-	return conf.DefaultStateDir
+	return state.At(conf.DefaultStateDir)
 }
 
 func init() {
@@ -100,7 +101,7 @@ type service struct {
 	taskAPI.TTRPCTaskService
 
 	ctx       context.Context
-	stateDir  string
+	dir       *state.Dir
 	snapshots *snapshotCache
 	records   *recordWriter
 	decide    func(*conf.Snapshot, *execpolicy.Container, *specs.Process) execpolicy.Decision
@@ -113,12 +114,12 @@ type service struct {
 
 var _ shim.TTRPCService = (*service)(nil)
 
-func newService(ctx context.Context, stateDir string) *service {
+func newService(ctx context.Context, dir *state.Dir) *service {
 	return &service{
 		ctx:        ctx,
-		stateDir:   stateDir,
-		snapshots:  &snapshotCache{stateDir: stateDir},
-		records:    newRecordWriter(stateDir),
+		dir:        dir,
+		snapshots:  &snapshotCache{store: dir.Snapshots()},
+		records:    newRecordWriter(dir.Records()),
 		decide:     execpolicy.Decide,
 		now:        time.Now,
 		containers: map[string]*container{},
@@ -136,7 +137,7 @@ func (s *service) RegisterTTRPC(server *ttrpc.Server) error {
 type container struct {
 	id     string
 	bundle string
-	pin    wrappers.Pin
+	pin    state.Pin
 	// spec is the process and annotations of its config.json (nil if
 	// unreadable); a container's spec does not change after create.
 	spec *specs.Spec
@@ -168,7 +169,7 @@ func (s *service) Create(ctx context.Context, r *taskAPI.CreateTaskRequest) (_ *
 	if err != nil {
 		return nil, errgrpc.ToGRPCf(errdefs.ErrInvalidArgument, "execguard: container %s: %v", r.ID, err)
 	}
-	spec, err := readSpec(filepath.Join(r.Bundle, "config.json"))
+	spec, err := execpolicy.ReadContainerSpec(r.Bundle)
 	if err != nil {
 		lg.WithError(err).Warn("execguard: container spec unreadable: exec policy will compare execs with a process without privileges")
 	}
@@ -179,21 +180,15 @@ func (s *service) Create(ctx context.Context, r *taskAPI.CreateTaskRequest) (_ *
 	if opts.Runc.BinaryName != "" {
 		lg.Warnf("execguard: the handler's BinaryName %q is replaced by execguard runtime %q; set runtimes in execguard's config", opts.Runc.BinaryName, rt.Runtime)
 	}
-	store, err := wrappers.Open(s.stateDir)
-	if err == nil {
-		_, err = store.Ensure(rt)
-	}
-	if err != nil {
+	store := s.dir.Wrappers()
+	if _, err := store.Ensure(rt); err != nil {
 		return nil, errgrpc.ToGRPCf(errdefs.ErrUnavailable, "execguard: container %s: wrapper of runtime %s: %v", r.ID, rt.Runtime, err)
 	}
 	// The pin is written before runc ever sees the container, so no call
 	// of this container can reach another runtime.
-	pin := wrappers.Pin{ContainerID: r.ID, Spec: rt, Wrapper: rt.Name(), Bundle: r.Bundle, Created: s.now().UTC()}
-	pins, err := wrappers.OpenPins(s.stateDir)
-	if err == nil {
-		err = pins.Write(pin)
-	}
-	if err != nil {
+	pin := state.Pin{ContainerID: r.ID, Spec: rt, Wrapper: rt.Name(), Bundle: r.Bundle, Created: s.now().UTC()}
+	pins := s.dir.Pins()
+	if err := pins.Write(pin); err != nil {
 		return nil, errgrpc.ToGRPCf(errdefs.ErrUnavailable, "execguard: cannot pin container %s to runtime %s: %v", r.ID, rt.Runtime, err)
 	}
 	opts.Runc.BinaryName = store.Command(rt)
@@ -242,11 +237,11 @@ func recordShimPath(lg *log.Entry, bundle string) {
 // another runtime.
 func (s *service) chooseRuntime(lg *log.Entry, spec *specs.Spec, handler string) (wrappers.Spec, error) {
 	snap, err := s.snapshots.current()
-	if errors.Is(err, conf.ErrNoSnapshot) {
+	if errors.Is(err, state.ErrNoSnapshot) {
 		if handler != "" {
-			return wrappers.Spec{}, fmt.Errorf("the handler asks for runtime %q but no execguard configuration is published under %s", handler, s.stateDir)
+			return wrappers.Spec{}, fmt.Errorf("the handler asks for runtime %q but no execguard configuration is published under %s", handler, s.dir.Path())
 		}
-		lg.Warnf("execguard: no configuration published under %s: running runc from PATH", s.stateDir)
+		lg.Warnf("execguard: no configuration published under %s: running runc from PATH", s.dir.Path())
 		return wrappers.FallbackSpec(), nil
 	}
 	if err != nil {
@@ -274,11 +269,7 @@ func (s *service) ensureWrapper(ctx context.Context, id string) {
 	if c == nil {
 		return
 	}
-	store, err := wrappers.Open(s.stateDir)
-	if err == nil {
-		_, err = store.Ensure(c.pin.Spec)
-	}
-	if err != nil {
+	if _, err := s.dir.Wrappers().Ensure(c.pin.Spec); err != nil {
 		log.G(ctx).WithField("container", id).WithError(err).Warn("execguard: cannot re-create the container's wrapper")
 	}
 }
@@ -303,7 +294,7 @@ func (s *service) Delete(ctx context.Context, r *taskAPI.DeleteRequest) (*taskAP
 		return resp, err
 	}
 	if err == nil || errdefs.IsNotFound(errgrpc.ToNative(err)) {
-		if perr := wrappers.OpenPinsExisting(s.stateDir).Delete(r.ID); perr != nil {
+		if perr := s.dir.Pins().Delete(r.ID); perr != nil {
 			log.G(ctx).WithField("container", r.ID).WithError(perr).Warn("execguard: pin not removed")
 		}
 		s.mu.Lock()
@@ -360,19 +351,6 @@ func (p *exitTap) Publish(ctx context.Context, topic string, event events.Event)
 		p.onExit(e)
 	}
 	return p.Publisher.Publish(ctx, topic, event)
-}
-
-// readSpec reads what the policy uses of a bundle's config.json.
-func readSpec(path string) (*specs.Spec, error) {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return nil, err
-	}
-	s, err := execpolicy.ParseContainerSpec(b)
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w", path, err)
-	}
-	return s, nil
 }
 
 // decodeProcess reads an exec request's process (OCI process JSON).

@@ -28,7 +28,7 @@ import (
 
 	"github.com/execguard/execguard/conf"
 	"github.com/execguard/execguard/execpolicy"
-	"github.com/execguard/execguard/wrappers"
+	"github.com/execguard/execguard/state"
 )
 
 func TestMain(m *testing.M) {
@@ -96,15 +96,15 @@ type fixture struct {
 	t     *testing.T
 	s     *service
 	inner *fakeTask
-	state string
+	dir   *state.Dir
 	runc  string
 }
 
 func newFixture(t *testing.T) *fixture {
 	t.Helper()
 	dir := t.TempDir()
-	f := &fixture{t: t, inner: &fakeTask{}, state: filepath.Join(dir, "state"), runc: filepath.Join(dir, "runc")}
-	f.s = newService(context.Background(), f.state)
+	f := &fixture{t: t, inner: &fakeTask{}, dir: state.At(filepath.Join(dir, "state")), runc: filepath.Join(dir, "runc")}
+	f.s = newService(context.Background(), f.dir)
 	f.s.TTRPCTaskService = f.inner
 	// Runs before TempDir's removal: no record write may land after it.
 	t.Cleanup(func() { f.s.records.flush(context.Background()) })
@@ -128,7 +128,7 @@ args = ["--debug", "a b"]
 	if err != nil {
 		f.t.Fatal(err)
 	}
-	if err := conf.Publish(f.state, snap); err != nil {
+	if err := f.dir.Snapshots().Publish(snap); err != nil {
 		f.t.Fatal(err)
 	}
 	return snap
@@ -192,10 +192,10 @@ func (f *fixture) exit(cid, eid string, status uint32) {
 	f.s.execExited(&eventstypes.TaskExit{ContainerID: cid, ID: eid, ExitStatus: status, ExitedAt: timestamppb.Now()})
 }
 
-func (f *fixture) record(cid, eid string) execpolicy.Record {
+func (f *fixture) record(cid, eid string) state.Record {
 	f.t.Helper()
 	f.s.records.flush(context.Background())
-	r, err := execpolicy.OpenRecordsExisting(f.state).Get(cid, eid)
+	r, err := f.dir.Records().Get(cid, eid)
 	if err != nil {
 		f.t.Fatal(err)
 	}
@@ -252,7 +252,7 @@ func TestCreatePinsTheChosenRuntime(t *testing.T) {
 				if len(f.inner.creates) != 0 {
 					t.Fatal("a refused create reached runc's shim")
 				}
-				if _, err := wrappers.OpenPinsExisting(f.state).Read("c1"); err == nil {
+				if _, err := f.dir.Pins().Read("c1"); err == nil {
 					t.Fatal("a refused create left a pin")
 				}
 				return
@@ -262,7 +262,7 @@ func TestCreatePinsTheChosenRuntime(t *testing.T) {
 			}
 			rt := snap.Runtimes[tc.want]
 			o := runcOptionsOf(t, f.inner.creates[0])
-			want := wrappers.OpenExisting(f.state).Path(rt.Wrapper)
+			want := f.dir.Wrappers().Path(rt.Wrapper)
 			if len(rt.Args) == 0 {
 				want = rt.Path // the same call as its wrapper, without /bin/sh
 			}
@@ -272,10 +272,10 @@ func TestCreatePinsTheChosenRuntime(t *testing.T) {
 			if o.SystemdCgroup != tc.systemd || o.CriuImagePath != tc.criuPath {
 				t.Fatalf("runc options lost the handler's: %+v", o)
 			}
-			if err := wrappers.OpenExisting(f.state).Verify(rt.Wrapper); err != nil {
+			if err := f.dir.Wrappers().Verify(rt.Wrapper); err != nil {
 				t.Fatal(err)
 			}
-			pin, err := wrappers.OpenPinsExisting(f.state).Read("c1")
+			pin, err := f.dir.Pins().Read("c1")
 			if err != nil || pin.Wrapper != rt.Wrapper {
 				t.Fatalf("pin = %+v, %v; want wrapper %s", pin, err, rt.Wrapper)
 			}
@@ -290,7 +290,7 @@ func TestCreateFailureRemovesPin(t *testing.T) {
 	if err := f.create("c1", nil, nil); err == nil {
 		t.Fatal("Create succeeded")
 	}
-	if _, err := wrappers.OpenPinsExisting(f.state).Read("c1"); !errors.Is(err, os.ErrNotExist) {
+	if _, err := f.dir.Pins().Read("c1"); !errors.Is(err, os.ErrNotExist) {
 		t.Fatalf("pin of a container that was never created: %v", err)
 	}
 }
@@ -300,7 +300,7 @@ func TestCreateWithoutConfigRunsRuncFromPath(t *testing.T) {
 	if err := f.create("c1", nil, nil); err != nil {
 		t.Fatal(err)
 	}
-	pin, err := wrappers.OpenPinsExisting(f.state).Read("c1")
+	pin, err := f.dir.Pins().Read("c1")
 	if err != nil || pin.Runtime != "runc" {
 		t.Fatalf("pin = %+v, %v", pin, err)
 	}
@@ -323,7 +323,7 @@ func TestPinSurvivesReloadAndWrapperIsRecreated(t *testing.T) {
 	first := snap.Runtimes["runc"].Wrapper
 	// The runtime's args change: a new wrapper, the container keeps its own.
 	f.publish("[exec]\nmode = \"enforce\"\n[runtimes.other]\npath = \"/bin/true\"")
-	store := wrappers.OpenExisting(f.state)
+	store := f.dir.Wrappers()
 	if err := os.Remove(store.Path(first)); err != nil {
 		t.Fatal(err)
 	}
@@ -336,7 +336,7 @@ func TestPinSurvivesReloadAndWrapperIsRecreated(t *testing.T) {
 	if _, err := f.s.Delete(context.Background(), &taskAPI.DeleteRequest{ID: "c1"}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := wrappers.OpenPinsExisting(f.state).Read("c1"); !errors.Is(err, os.ErrNotExist) {
+	if _, err := f.dir.Pins().Read("c1"); !errors.Is(err, os.ErrNotExist) {
 		t.Fatalf("pin after delete: %v", err)
 	}
 }
@@ -354,7 +354,7 @@ func TestExecRefusedNeverReachesRunc(t *testing.T) {
 	if n := f.inner.execCount(); n != 0 {
 		t.Fatalf("%d refused execs reached runc's shim", n)
 	}
-	if r := f.record("c1", "e1"); r.State != execpolicy.StateRefused || r.Check != "deny_commands" {
+	if r := f.record("c1", "e1"); r.State != state.StateRefused || r.Check != "deny_commands" {
 		t.Fatalf("record = %+v", r)
 	}
 }
@@ -455,7 +455,7 @@ func TestExecThatNeverStartsFreesItsPlace(t *testing.T) {
 	if err := f.exec("c1", "e2", "true"); err != nil {
 		t.Fatalf("the deleted exec still holds its place: %v", err)
 	}
-	if r := f.record("c1", "e1"); r.State != execpolicy.StateExited || !strings.Contains(r.Reason, "deleted before it started") {
+	if r := f.record("c1", "e1"); r.State != state.StateExited || !strings.Contains(r.Reason, "deleted before it started") {
 		t.Fatalf("record = %+v", r)
 	}
 }
@@ -488,7 +488,7 @@ func TestMaxDurationSignalsThenKills(t *testing.T) {
 		t.Fatalf("kills = %v", k)
 	}
 	f.exit("c1", "e1", 137)
-	if r := f.record("c1", "e1"); r.KilledBy != "max_duration" || r.State != execpolicy.StateExited || *r.ExitCode != 137 {
+	if r := f.record("c1", "e1"); r.KilledBy != "max_duration" || r.State != state.StateExited || *r.ExitCode != 137 {
 		t.Fatalf("record = %+v", r)
 	}
 }
@@ -526,7 +526,7 @@ func TestAuditModeEnforcesNoLimits(t *testing.T) {
 	if len(f.inner.kills) != 0 {
 		t.Fatal("audit mode enforced max_duration")
 	}
-	if r := f.record("c1", "e2"); !r.Audit || r.Verdict != execpolicy.VerdictRefuse || r.State != execpolicy.StateRunning {
+	if r := f.record("c1", "e2"); !r.Audit || r.Verdict != execpolicy.VerdictRefuse || r.State != state.StateRunning {
 		t.Fatalf("record = %+v", r)
 	}
 }
@@ -544,7 +544,7 @@ func TestExitBeforeStartReturnsIsRecorded(t *testing.T) {
 	f.exit("c1", "e1", 3)
 	f.start("c1", "e1")
 	r := f.record("c1", "e1")
-	if r.State != execpolicy.StateExited || *r.ExitCode != 3 || r.Pid == 0 {
+	if r.State != state.StateExited || *r.ExitCode != 3 || r.Pid == 0 {
 		t.Fatalf("record = %+v, want exited 3 with its pid", r)
 	}
 }
@@ -573,11 +573,11 @@ func TestDamagedSnapshotRefusesExec(t *testing.T) {
 	if err := f.create("c1", nil, nil); err != nil {
 		t.Fatal(err)
 	}
-	p := filepath.Join(f.state, "snapshots", snap.Digest+".json")
+	p := filepath.Join(f.dir.Path(), "snapshots", snap.Digest+".json")
 	if err := os.WriteFile(p, []byte("{}"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	f.s.snapshots = &snapshotCache{stateDir: f.state} // a fresh shim
+	f.s.snapshots = &snapshotCache{store: f.dir.Snapshots()} // a fresh shim
 	if err := f.exec("c1", "e1", "id"); !errdefs.IsPermissionDenied(errgrpc.ToNative(err)) || !strings.Contains(err.Error(), "policy unavailable") {
 		t.Fatalf("Exec: %v, want a refusal: policy unavailable", err)
 	}

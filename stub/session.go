@@ -8,12 +8,10 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 
 	taskAPI "github.com/containerd/containerd/api/runtime/task/v3"
@@ -22,7 +20,7 @@ import (
 
 	"github.com/execguard/execguard/conf"
 	"github.com/execguard/execguard/execpolicy"
-	"github.com/execguard/execguard/internal/safefile"
+	"github.com/execguard/execguard/state"
 )
 
 // Session event codes, as in asciicast v2: output, input, resize, marker.
@@ -82,27 +80,14 @@ type sessionResult struct {
 
 // openSession creates the session file of an exec, 0600:
 // <state>/execs/<container>/<exec>.cast.
-func openSession(stateDir, cid, eid string, limit int64, tty bool, title string) (*session, error) {
-	for _, n := range []string{cid, eid} {
-		if err := safefile.SafeName(n); err != nil {
-			return nil, fmt.Errorf("session: %w", err)
-		}
-	}
+func openSession(store state.RecordStore, cid, eid string, limit int64, tty bool, title string) (*session, error) {
 	// Beside the exec's record, so that GC removes both together.
-	dir := filepath.Join(execpolicy.RecordDir(stateDir), cid)
-	if err := safefile.MkdirPrivate(execpolicy.RecordDir(stateDir)); err != nil {
-		return nil, fmt.Errorf("session: %w", err)
-	}
-	if err := safefile.MkdirPrivate(dir); err != nil {
-		return nil, fmt.Errorf("session: %w", err)
-	}
-	p := filepath.Join(dir, eid+execpolicy.SessionExt)
-	f, err := os.OpenFile(p, os.O_WRONLY|os.O_CREATE|os.O_TRUNC|syscall.O_NOFOLLOW|syscall.O_CLOEXEC, 0o600)
+	f, err := store.CreateSession(cid, eid)
 	if err != nil {
-		return nil, fmt.Errorf("session: %w", err)
+		return nil, err
 	}
 	s := &session{
-		path: p, rel: filepath.Join(filepath.Base(execpolicy.RecordDir(stateDir)), cid, eid+execpolicy.SessionExt), start: time.Now(), limit: limit, tty: tty, title: title,
+		path: f.Name(), rel: state.SessionPath(cid, eid), start: time.Now(), limit: limit, tty: tty, title: title,
 		wake: make(chan struct{}, 1), done: make(chan struct{}),
 	}
 	go s.write(f)
@@ -289,7 +274,7 @@ func (s *service) startRecording(lg *log.Entry, snap *conf.Snapshot, d *execpoli
 	}
 	limits := snap.Config.Sessions
 	title := strings.Join(p.Args, " ")
-	sess, err := openSession(s.stateDir, r.ID, r.ExecID, int64(limits.MaxBytes), r.Terminal, title)
+	sess, err := openSession(s.dir.Records(), r.ID, r.ExecID, int64(limits.MaxBytes), r.Terminal, title)
 	if err != nil {
 		lg.WithError(err).Warn("execguard: exec not recorded")
 		return
@@ -302,7 +287,7 @@ func (s *service) startRecording(lg *log.Entry, snap *conf.Snapshot, d *execpoli
 		return
 	}
 	e.sess, e.tee = sess, tee
-	s.records.update(r.ID, r.ExecID, func(rec *execpolicy.Record) { rec.Session = sess.rel })
+	s.records.update(r.ID, r.ExecID, func(rec *state.Record) { rec.Session = sess.rel })
 }
 
 // endSession waits (briefly) for the exec's output to drain, closes its
@@ -327,8 +312,8 @@ func (e *execution) endSession(discard bool) sessionResult {
 }
 
 // recorded fills a finished session into the exec's record.
-func recorded(res sessionResult) func(*execpolicy.Record) {
-	return func(r *execpolicy.Record) {
+func recorded(res sessionResult) func(*state.Record) {
+	return func(r *state.Record) {
 		r.Session, r.SessionBytes, r.SessionDigest, r.SessionNote = res.rel, res.size, res.digest, res.note
 	}
 }

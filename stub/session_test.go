@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/execguard/execguard/state"
 )
 
 // readCast parses an asciicast v2 file: its header and its events.
@@ -41,7 +43,7 @@ func readCast(t *testing.T, p string) (map[string]any, [][3]any) {
 
 func TestSessionIsAsciicast(t *testing.T) {
 	dir := t.TempDir()
-	s, err := openSession(dir, "c1", "e1", 0, true, "sh")
+	s, err := openSession(state.At(dir).Records(), "c1", "e1", 0, true, "sh")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -85,7 +87,7 @@ func TestSessionIsAsciicast(t *testing.T) {
 }
 
 func TestSessionSizeLimitLeavesAMarker(t *testing.T) {
-	s, err := openSession(t.TempDir(), "c1", "e1", 4096, false, "cat")
+	s, err := openSession(state.At(t.TempDir()).Records(), "c1", "e1", 4096, false, "cat")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -107,7 +109,7 @@ func TestSessionSizeLimitLeavesAMarker(t *testing.T) {
 }
 
 func TestSessionNeverBlocksTheExec(t *testing.T) {
-	s, err := openSession(t.TempDir(), "c1", "e1", 0, false, "cat")
+	s, err := openSession(state.At(t.TempDir()).Records(), "c1", "e1", 0, false, "cat")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -126,7 +128,7 @@ func TestSessionNeverBlocksTheExec(t *testing.T) {
 }
 
 func TestSessionRefusesUnsafeIDs(t *testing.T) {
-	if _, err := openSession(t.TempDir(), "../c1", "e1", 0, false, ""); err == nil {
+	if _, err := openSession(state.At(t.TempDir()).Records(), "../c1", "e1", 0, false, ""); err == nil {
 		t.Fatal("a container id with .. opened a session")
 	}
 	dir := t.TempDir()
@@ -138,10 +140,16 @@ func TestSessionRefusesUnsafeIDs(t *testing.T) {
 	if err := os.Symlink(target, filepath.Join(dir, "execs", "c1", "e1.cast")); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := openSession(dir, "c1", "e1", 0, false, ""); err == nil {
-		t.Fatal("a session was opened through a symlink")
+	// It is replaced, never followed.
+	s, err := openSession(state.At(dir).Records(), "c1", "e1", 0, false, "")
+	if err != nil {
+		t.Fatal(err)
 	}
+	s.close(time.Second)
 	if _, err := os.Stat(target); err == nil {
 		t.Fatal("the symlink's target was created")
+	}
+	if fi, err := os.Lstat(filepath.Join(dir, "execs", "c1", "e1.cast")); err != nil || !fi.Mode().IsRegular() {
+		t.Fatalf("session file: %v, %v; want a regular file in the symlink's place", fi, err)
 	}
 }

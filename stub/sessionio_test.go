@@ -12,6 +12,7 @@ import (
 
 	taskAPI "github.com/containerd/containerd/api/runtime/task/v3"
 	"github.com/containerd/fifo"
+	"github.com/execguard/execguard/state"
 )
 
 // TestTeePassesAndRecordsEveryStream plays containerd (its fifos) and
@@ -41,7 +42,7 @@ func TestTeePassesAndRecordsEveryStream(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	sess, err := openSession(t.TempDir(), "c1", "e1", 0, false, "cat")
+	sess, err := openSession(state.At(t.TempDir()).Records(), "c1", "e1", 0, false, "cat")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -133,7 +134,7 @@ func TestTeeOutputOnly(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	sess, err := openSession(t.TempDir(), "c1", "e1", 0, true, "sh")
+	sess, err := openSession(state.At(t.TempDir()).Records(), "c1", "e1", 0, true, "sh")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -21,23 +21,6 @@ func TestSafeName(t *testing.T) {
 	}
 }
 
-func TestReadFileRefusesSymlinks(t *testing.T) {
-	dir := t.TempDir()
-	target := filepath.Join(dir, "target")
-	os.WriteFile(target, []byte("secret"), 0o600)
-	link := filepath.Join(dir, "link")
-	os.Symlink(target, link)
-	if _, err := ReadFile(link, 0); err == nil || !strings.Contains(err.Error(), "symlink") {
-		t.Fatalf("ReadFile(symlink) err = %v", err)
-	}
-	if _, err := ReadFile(dir, 0); err == nil {
-		t.Fatal("ReadFile(dir) succeeded")
-	}
-	if b, err := ReadFile(target, 3); err != nil || string(b) != "sec" {
-		t.Fatalf("ReadFile limit: %q %v", b, err)
-	}
-}
-
 func TestWriteFileReplacesAtomically(t *testing.T) {
 	dir := t.TempDir()
 	p := filepath.Join(dir, "f")
@@ -58,37 +41,3 @@ func TestWriteFileReplacesAtomically(t *testing.T) {
 	}
 }
 
-func TestJSONDir(t *testing.T) {
-	state := filepath.Join(t.TempDir(), "state")
-	d, err := OpenJSONDir(filepath.Join(state, "docs"), true)
-	if err != nil {
-		t.Fatal(err)
-	}
-	type doc struct{ N int }
-	if err := d.Write("a", doc{1}); err != nil {
-		t.Fatal(err)
-	}
-	var got doc
-	if err := d.Read("a", &got); err != nil || got.N != 1 {
-		t.Fatalf("Read = %+v, %v", got, err)
-	}
-	if err := d.Read("missing", &got); !os.IsNotExist(err) {
-		t.Fatalf("Read(missing) = %v", err)
-	}
-	if err := d.Write("../escape", doc{}); err == nil {
-		t.Fatal("Write accepted an unsafe id")
-	}
-	ids, _ := d.IDs()
-	if len(ids) != 1 || ids[0] != "a" {
-		t.Fatalf("IDs = %v", ids)
-	}
-	if err := d.Delete("a"); err != nil {
-		t.Fatal(err)
-	}
-	if err := d.Delete("a"); err != nil {
-		t.Fatalf("second Delete: %v", err)
-	}
-	if st, _ := os.Stat(state); st.Mode().Perm() != 0o700 {
-		t.Fatalf("state dir mode %v", st.Mode().Perm())
-	}
-}

@@ -7,7 +7,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/execguard/execguard/conf"
+	"github.com/execguard/execguard/state"
 )
 
 func TestCheckConfig(t *testing.T) {
@@ -38,14 +38,14 @@ func TestCheckConfig(t *testing.T) {
 
 func TestPublishCommand(t *testing.T) {
 	dir := t.TempDir()
-	state := filepath.Join(dir, "state")
+	stateDir := filepath.Join(dir, "state")
 	cfg := filepath.Join(dir, "c.toml")
-	os.WriteFile(cfg, []byte("state_dir = \""+state+"\"\n[runtimes.runc]\npath = \"/usr/bin/runc\"\nargs = [\"--debug\"]\n"), 0o600)
+	os.WriteFile(cfg, []byte("state_dir = \""+stateDir+"\"\n[runtimes.runc]\npath = \"/usr/bin/runc\"\nargs = [\"--debug\"]\n"), 0o600)
 	var out, errb bytes.Buffer
 	if code := Main([]string{"publish", "--config", cfg}, &out, &errb); code != 0 {
 		t.Fatalf("publish: %d %s", code, errb.String())
 	}
-	s, err := conf.LoadCurrent(state)
+	s, err := state.At(stateDir).Snapshots().LoadCurrent()
 	if err != nil || !strings.Contains(out.String(), s.Digest) {
 		t.Fatalf("published %q, current %v %v", out.String(), s, err)
 	}

@@ -12,15 +12,8 @@ import (
 	"time"
 
 	"github.com/execguard/execguard/conf"
-	"github.com/execguard/execguard/execpolicy"
+	"github.com/execguard/execguard/state"
 )
-
-func init() {
-	commands["execs"] = command{
-		"execs [--state-dir DIR | --config FILE] [--container ID] [--pod [NS/]NAME] [--state S] [--json]: list exec records, oldest first",
-		execs,
-	}
-}
 
 // execsNow is the clock of the execs table; tests fix it.
 var execsNow = time.Now
@@ -52,19 +45,19 @@ func execs(args []string, stdout, stderr io.Writer) int {
 	fs.SetOutput(stderr)
 	stateDir := stateDirFlag(fs)
 	filter := addRecordFilter(fs)
-	state := fs.String("state", "", "only this state: refused, created, running or exited")
+	only := fs.String("state", "", "only this state: refused, created, running or exited")
 	asJSON := fs.Bool("json", false, "print the full records as JSON")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
 	if fs.NArg() != 0 {
-		fmt.Fprintln(stderr, "usage: nri-execguard "+commands["execs"].usage)
+		fmt.Fprintln(stderr, usageOf("execs"))
 		return 2
 	}
-	switch *state {
-	case "", execpolicy.StateRefused, execpolicy.StateCreated, execpolicy.StateRunning, execpolicy.StateExited:
+	switch *only {
+	case "", state.StateRefused, state.StateCreated, state.StateRunning, state.StateExited:
 	default:
-		fmt.Fprintf(stderr, "--state %q: want refused, created, running or exited\n", *state)
+		fmt.Fprintf(stderr, "--state %q: want refused, created, running or exited\n", *only)
 		return 2
 	}
 	dir, err := stateDir()
@@ -72,17 +65,17 @@ func execs(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, err)
 		return 1
 	}
-	all, readErr := execpolicy.OpenRecordsExisting(dir).All()
+	all, readErr := state.At(dir).Records().All()
 	rs := all[:0]
 	for _, r := range all {
-		if filter.match(&r) && (*state == "" || *state == r.State) {
+		if filter.match(&r) && (*only == "" || *only == r.State) {
 			rs = append(rs, r)
 		}
 	}
 	sortRecords(rs)
 	if *asJSON {
 		if rs == nil {
-			rs = []execpolicy.Record{}
+			rs = []state.Record{}
 		}
 		enc := json.NewEncoder(stdout)
 		enc.SetIndent("", "  ")
@@ -110,13 +103,13 @@ func addRecordFilter(fs *flag.FlagSet) recordFilter {
 	}
 }
 
-func (f recordFilter) match(r *execpolicy.Record) bool {
+func (f recordFilter) match(r *state.Record) bool {
 	return (*f.container == "" || strings.HasPrefix(r.ContainerID, *f.container)) &&
 		(*f.pod == "" || *f.pod == r.Pod || *f.pod == r.Namespace+"/"+r.Pod)
 }
 
 // sortRecords orders records by when the exec was asked for, then by ids.
-func sortRecords(rs []execpolicy.Record) {
+func sortRecords(rs []state.Record) {
 	sort.SliceStable(rs, func(i, j int) bool {
 		ti, tj := recordTime(&rs[i]), recordTime(&rs[j])
 		if !ti.Equal(tj) {
@@ -130,14 +123,14 @@ func sortRecords(rs []execpolicy.Record) {
 }
 
 // recordTime is when an exec was asked for (or, lacking that, started).
-func recordTime(r *execpolicy.Record) time.Time {
+func recordTime(r *state.Record) time.Time {
 	if !r.RequestedAt.IsZero() {
 		return r.RequestedAt
 	}
 	return r.StartedAt
 }
 
-func printExecs(w io.Writer, rs []execpolicy.Record, now time.Time) {
+func printExecs(w io.Writer, rs []state.Record, now time.Time) {
 	tw := tabwriter.NewWriter(w, 0, 8, 3, ' ', 0)
 	fmt.Fprintln(tw, "EXEC ID\tCONTAINER\tPOD\tCOMMAND\tUSER\tSTATE\tEXIT\tSTARTED\tDURATION")
 	for i := range rs {
@@ -187,10 +180,10 @@ func commandText(args []string) string {
 
 // stateText is the state with what the policy did: the check that refused
 // it, an audit-mode refusal, an adjustment, a kill.
-func stateText(r *execpolicy.Record) string {
+func stateText(r *state.Record) string {
 	var notes []string
 	switch {
-	case r.State == execpolicy.StateRefused:
+	case r.State == state.StateRefused:
 		if c := firstOf(r.Check, r.Rule); c != "" {
 			notes = append(notes, c)
 		}
@@ -218,9 +211,9 @@ func firstOf(ss ...string) string {
 	return ""
 }
 
-func exitText(r *execpolicy.Record) string {
+func exitText(r *state.Record) string {
 	switch {
-	case r.State != execpolicy.StateExited:
+	case r.State != state.StateExited:
 		return "-"
 	case r.ExitCode == nil:
 		return "?"
@@ -228,7 +221,7 @@ func exitText(r *execpolicy.Record) string {
 	return strconv.Itoa(*r.ExitCode)
 }
 
-func startedText(r *execpolicy.Record, now time.Time) string {
+func startedText(r *state.Record, now time.Time) string {
 	t := r.StartedAt
 	if t.IsZero() {
 		t = r.RequestedAt
@@ -239,17 +232,17 @@ func startedText(r *execpolicy.Record, now time.Time) string {
 	return humanAgo(now.Sub(t))
 }
 
-func durationText(r *execpolicy.Record, now time.Time) string {
+func durationText(r *state.Record, now time.Time) string {
 	start := r.StartedAt
-	if start.IsZero() && r.State == execpolicy.StateExited {
+	if start.IsZero() && r.State == state.StateExited {
 		start = r.RequestedAt
 	}
 	switch {
 	case start.IsZero():
 		return "-"
-	case r.State == execpolicy.StateRunning:
+	case r.State == state.StateRunning:
 		return compactDuration(now.Sub(start))
-	case r.State == execpolicy.StateExited && !r.ExitedAt.IsZero():
+	case r.State == state.StateExited && !r.ExitedAt.IsZero():
 		return compactDuration(r.ExitedAt.Sub(start))
 	}
 	return "-"

@@ -9,7 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/execguard/execguard/execpolicy"
+	"github.com/execguard/execguard/state"
 )
 
 var execsT0 = time.Date(2025, 6, 1, 12, 0, 0, 0, time.UTC)
@@ -18,34 +18,31 @@ var execsT0 = time.Date(2025, 6, 1, 12, 0, 0, 0, time.UTC)
 // audit-mode exec.
 func writeExecRecords(t *testing.T, dir string) {
 	t.Helper()
-	store, err := execpolicy.OpenRecords(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
+	store := state.At(dir).Records()
 	cidA := strings.Repeat("a", 64)
 	cidB := strings.Repeat("b", 64)
 	two := 137
-	recs := []execpolicy.Record{{
+	recs := []state.Record{{
 		ContainerID: cidA, ExecID: "exec-0002-" + strings.Repeat("2", 54), Namespace: "prod", Pod: "web-0", Container: "app",
 		Args: []string{"bash"}, User: "0:0", Verdict: "refuse", Rule: "prod-no-shells", Check: "deny_commands",
-		Reason: "command bash is denied", RequestedAt: execsT0.Add(2 * time.Minute), State: execpolicy.StateRefused,
+		Reason: "command bash is denied", RequestedAt: execsT0.Add(2 * time.Minute), State: state.StateRefused,
 	}, {
 		ContainerID: cidA, ExecID: "exec-0001", Namespace: "prod", Pod: "web-0", Container: "app",
 		Args: []string{"sh", "-c", "while true; do date; sleep 1; done"}, User: "1000:1000", Verdict: "allow",
-		RequestedAt: execsT0, State: execpolicy.StateExited, Pid: 10, StartedAt: execsT0.Add(100 * time.Millisecond),
+		RequestedAt: execsT0, State: state.StateExited, Pid: 10, StartedAt: execsT0.Add(100 * time.Millisecond),
 		ExitCode: &two, ExitedAt: execsT0.Add(65*time.Second + 100*time.Millisecond), KilledBy: "max_duration",
 	}, {
 		ContainerID: cidB, ExecID: "exec-0003", Namespace: "dev", Pod: "db-1", Container: "pg",
 		Args: []string{"psql"}, User: "999:999", Verdict: "adjust", Adjustments: []string{"user"},
-		RequestedAt: execsT0.Add(3 * time.Minute), State: execpolicy.StateRunning, Pid: 11, StartedAt: execsT0.Add(3 * time.Minute),
+		RequestedAt: execsT0.Add(3 * time.Minute), State: state.StateRunning, Pid: 11, StartedAt: execsT0.Add(3 * time.Minute),
 	}, {
 		ContainerID: cidB, ExecID: "exec-0004", Namespace: "dev", Pod: "db-1", Container: "pg",
 		Args: []string{"id"}, User: "0:0", Verdict: "refuse", Audit: true, Check: "deny_root",
-		RequestedAt: execsT0.Add(4 * time.Minute), State: execpolicy.StateExited, StartedAt: execsT0.Add(4 * time.Minute),
+		RequestedAt: execsT0.Add(4 * time.Minute), State: state.StateExited, StartedAt: execsT0.Add(4 * time.Minute),
 		ExitedAt: execsT0.Add(4*time.Minute + 20*time.Millisecond),
 	}}
 	for _, r := range recs {
-		if _, err := store.Update(r.ContainerID, r.ExecID, func(p *execpolicy.Record) error { *p = r; return nil }); err != nil {
+		if _, err := store.Update(r.ContainerID, r.ExecID, func(p *state.Record) error { *p = r; return nil }); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -124,7 +121,7 @@ func TestExecsJSON(t *testing.T) {
 	if code != 0 {
 		t.Fatalf("code %d: %s", code, errs)
 	}
-	var rs []execpolicy.Record
+	var rs []state.Record
 	if err := json.Unmarshal([]byte(out), &rs); err != nil {
 		t.Fatal(err)
 	}
@@ -140,17 +137,17 @@ func TestExecsJSON(t *testing.T) {
 
 func TestExecsStateDirFromConfig(t *testing.T) {
 	dir := t.TempDir()
-	state := filepath.Join(dir, "state")
-	writeExecRecords(t, state)
+	stateDir := filepath.Join(dir, "state")
+	writeExecRecords(t, stateDir)
 	cfg := filepath.Join(dir, "c.toml")
-	if err := os.WriteFile(cfg, []byte("state_dir = \""+state+"\"\n[runtimes.runc]\npath = \"/usr/bin/runc\"\n"), 0o600); err != nil {
+	if err := os.WriteFile(cfg, []byte("state_dir = \""+stateDir+"\"\n[runtimes.runc]\npath = \"/usr/bin/runc\"\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	code, out, errs := runCLI(t, "execs", "--config", cfg, "--json")
 	if code != 0 {
 		t.Fatalf("code %d: %s", code, errs)
 	}
-	var rs []execpolicy.Record
+	var rs []state.Record
 	if err := json.Unmarshal([]byte(out), &rs); err != nil || len(rs) != 4 {
 		t.Errorf("records %d, %v", len(rs), err)
 	}
@@ -164,7 +161,7 @@ func TestExecsStateDirFromConfig(t *testing.T) {
 func TestExecsReportsUnreadableRecords(t *testing.T) {
 	dir := t.TempDir()
 	writeExecRecords(t, dir)
-	bad := filepath.Join(execpolicy.RecordDir(dir), strings.Repeat("a", 64), "broken.json")
+	bad := filepath.Join(filepath.Join(dir, "execs"), strings.Repeat("a", 64), "broken.json")
 	if err := os.WriteFile(bad, []byte(`{"state":`), 0o600); err != nil {
 		t.Fatal(err)
 	}

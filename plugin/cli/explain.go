@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"path/filepath"
 	"sort"
 	"strconv"
 	"strings"
@@ -16,16 +15,8 @@ import (
 
 	"github.com/execguard/execguard/conf"
 	"github.com/execguard/execguard/execpolicy"
-	"github.com/execguard/execguard/internal/safefile"
-	"github.com/execguard/execguard/wrappers"
+	"github.com/execguard/execguard/state"
 )
-
-func init() {
-	commands["explain"] = command{
-		"explain [--state-dir DIR | --config FILE] --namespace NS --pod P --container C [--label k=v]... [--annotation k=v]... [--user UID[:GID]] [--cwd DIR] [--tty] [--running N] -- CMD [ARG]...: show the effective exec policy for a container and the decision for an exec",
-		explain,
-	}
-}
 
 // kvFlag is a repeatable k=v flag.
 type kvFlag map[string]string
@@ -65,7 +56,7 @@ func explain(args []string, stdout, stderr io.Writer) int {
 	}
 	cmd := fs.Args()
 	if len(cmd) == 0 {
-		fmt.Fprintln(stderr, "usage: nri-execguard "+commands["explain"].usage)
+		fmt.Fprintln(stderr, usageOf("explain"))
 		return 2
 	}
 	var uid, gid uint32
@@ -154,9 +145,9 @@ func explainSnapshot(stateDir, configPath string) (*conf.Snapshot, string, error
 		}
 		return s, "config " + configPath, nil
 	}
-	s, err := conf.LoadCurrent(stateDir)
+	s, err := state.At(stateDir).Snapshots().LoadCurrent()
 	if err != nil {
-		if errors.Is(err, conf.ErrNoSnapshot) {
+		if errors.Is(err, state.ErrNoSnapshot) {
 			return nil, "", fmt.Errorf("%w (is nri-execguard running? or give --config FILE)", err)
 		}
 		return nil, "", err
@@ -167,10 +158,7 @@ func explainSnapshot(stateDir, configPath string) (*conf.Snapshot, string, error
 // findFacts returns the facts the plugin recorded for the container named
 // by f's namespace, pod and container, if exactly one matches.
 func findFacts(stateDir string, f execpolicy.Facts) (execpolicy.Facts, bool, error) {
-	if _, err := os.Stat(execpolicy.FactDir(stateDir)); err != nil {
-		return execpolicy.Facts{}, false, nil
-	}
-	store := execpolicy.OpenFactsExisting(stateDir)
+	store := state.At(stateDir).Facts()
 	ids, err := store.List()
 	if err != nil {
 		return execpolicy.Facts{}, false, err
@@ -194,25 +182,17 @@ func findFacts(stateDir string, f execpolicy.Facts) (execpolicy.Facts, bool, err
 	return execpolicy.Facts{}, false, fmt.Errorf("%d recorded containers are named %s/%s/%s: facts ignored", len(found), f.Namespace, f.Pod, f.Container)
 }
 
-// pinnedSpec reads the container's config.json from the bundle its pin
-// records; nil when there is no pin.
+// pinnedSpec reads the container's spec from the bundle its pin records,
+// as the shim does at create; nil when there is no pin.
 func pinnedSpec(stateDir, id string) (*specs.Spec, error) {
-	pin, err := wrappers.OpenPinsExisting(stateDir).Read(id)
+	pin, err := state.At(stateDir).Pins().Read(id)
 	if err != nil {
 		if errors.Is(err, os.ErrNotExist) {
 			return nil, nil
 		}
 		return nil, err
 	}
-	b, err := safefile.ReadFile(filepath.Join(pin.Bundle, "config.json"), 0)
-	if err != nil {
-		return nil, fmt.Errorf("container spec: %w", err)
-	}
-	s, err := execpolicy.ParseContainerSpec(b)
-	if err != nil {
-		return nil, fmt.Errorf("container spec %s: %w", pin.Bundle, err)
-	}
-	return s, nil
+	return execpolicy.ReadContainerSpec(pin.Bundle)
 }
 
 func printExplain(w io.Writer, snap *conf.Snapshot, from string, c *execpolicy.Container, proc *specs.Process, d execpolicy.Decision, tr execpolicy.Trace, notes []string) {

@@ -12,7 +12,7 @@ import (
 
 	"github.com/execguard/execguard/conf"
 	"github.com/execguard/execguard/execpolicy"
-	"github.com/execguard/execguard/wrappers"
+	"github.com/execguard/execguard/state"
 )
 
 const explainConfig = `
@@ -99,7 +99,7 @@ func TestExplainConfig(t *testing.T) {
 }
 
 func TestExplainPublished(t *testing.T) {
-	state := t.TempDir()
+	stateDir := t.TempDir()
 	c, err := conf.Parse("config.toml", []byte(explainConfig))
 	if err != nil {
 		t.Fatal(err)
@@ -108,15 +108,12 @@ func TestExplainPublished(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := conf.Publish(state, snap); err != nil {
+	if err := state.At(stateDir).Snapshots().Publish(snap); err != nil {
 		t.Fatal(err)
 	}
 
 	// A container the plugin recorded, pinned with its bundle.
-	facts, err := execpolicy.OpenFacts(state)
-	if err != nil {
-		t.Fatal(err)
-	}
+	facts := state.At(stateDir).Facts()
 	if err := facts.Write(execpolicy.Facts{ContainerID: "c1", Namespace: "dev", Pod: "web-1", Container: "app",
 		Labels: map[string]string{"tier": "front"}}); err != nil {
 		t.Fatal(err)
@@ -130,21 +127,18 @@ func TestExplainPublished(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(bundle, "config.json"), b, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	pins, err := wrappers.OpenPins(state)
-	if err != nil {
-		t.Fatal(err)
-	}
+	pins := state.At(stateDir).Pins()
 	rt := snap.Default()
-	if err := pins.Write(wrappers.Pin{ContainerID: "c1", Spec: rt.Spec, Wrapper: rt.Wrapper, Bundle: bundle}); err != nil {
+	if err := pins.Write(state.Pin{ContainerID: "c1", Spec: rt.Spec, Wrapper: rt.Wrapper, Bundle: bundle}); err != nil {
 		t.Fatal(err)
 	}
 
-	code, out, errs := runExplain(t, "--state-dir", state, "--namespace", "dev", "--pod", "web-1", "--container", "app", "--", "ls")
+	code, out, errs := runExplain(t, "--state-dir", stateDir, "--namespace", "dev", "--pod", "web-1", "--container", "app", "--", "ls")
 	if code != 0 {
 		t.Fatalf("code %d: %s", code, errs)
 	}
 	wantLines(t, out,
-		"snapshot:   "+snap.Digest+" (published in "+state+")\n",
+		"snapshot:   "+snap.Digest+" (published in "+stateDir+")\n",
 		`container:  namespace "dev" pod "web-1" container "app" id c1`,
 		"labels:     tier=front\n",
 		"note:       facts recorded for container c1\n",
@@ -154,7 +148,7 @@ func TestExplainPublished(t *testing.T) {
 	)
 
 	// As root: refused by deny_root.
-	code, out, _ = runExplain(t, "--state-dir", state, "--namespace", "dev", "--pod", "web-1", "--container", "app", "--user", "0:5", "--", "ls")
+	code, out, _ = runExplain(t, "--state-dir", stateDir, "--namespace", "dev", "--pod", "web-1", "--container", "app", "--user", "0:5", "--", "ls")
 	if code != 0 {
 		t.Fatal(code)
 	}

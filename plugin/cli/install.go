@@ -44,17 +44,6 @@ const (
 	exitNotImported = 3
 )
 
-func init() {
-	commands["install"] = command{
-		"install [--host-root DIR] [--shim FILE] [--drop-in FILE] [--dry-run] [--edit-containerd-config] [--restart-containerd]: install the shim and containerd's drop-in on the node",
-		install,
-	}
-	commands["uninstall"] = command{
-		"uninstall [--host-root DIR] [--remove-binary] [--dry-run] [--restart-containerd]: remove containerd's drop-in (and the shim with --remove-binary)",
-		uninstall,
-	}
-}
-
 // restartCommand is run (by /bin/sh, chrooted into the host root) to
 // restart containerd; tests replace runRestart.
 const restartCommand = "systemctl restart containerd"
@@ -266,7 +255,7 @@ func install(args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 	if fs.NArg() != 0 {
-		fmt.Fprintln(stderr, "usage: nri-execguard "+commands["install"].usage)
+		fmt.Fprintln(stderr, usageOf("install"))
 		return 2
 	}
 	in := &installer{root: *root, dryRun: *dryRun, out: stdout}
@@ -338,7 +327,7 @@ func uninstall(args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 	if fs.NArg() != 0 {
-		fmt.Fprintln(stderr, "usage: nri-execguard "+commands["uninstall"].usage)
+		fmt.Fprintln(stderr, usageOf("uninstall"))
 		return 2
 	}
 	in := &installer{root: *root, dryRun: *dryRun, out: stdout, uninstall: true}

@@ -13,15 +13,13 @@ import (
 	"github.com/containerd/nri/pkg/api"
 	"github.com/sirupsen/logrus"
 
+	"github.com/execguard/execguard/internal/names"
 	"github.com/execguard/execguard/plugin"
-	"github.com/execguard/execguard/plugin/lifecycle"
 )
 
 // preRegisteredLog is where a pre-registered plugin logs by default: the
 // runtime launches it with stdout and stderr on /dev/null.
 const preRegisteredLog = "/var/log/execguard/nri-execguard.log"
-
-func init() { daemon = runDaemon }
 
 // runDaemon parses the daemon's flags and runs the NRI plugin until
 // SIGINT or SIGTERM.
@@ -33,7 +31,7 @@ func runDaemon(args []string, stdout, stderr io.Writer) int {
 	fs.StringVar(&o.SocketPath, "socket-path", api.DefaultSocketPath, "NRI socket to dial (external mode)")
 	fs.StringVar(&o.Name, "name", plugin.DefaultPluginName, "plugin name to register (external mode)")
 	fs.StringVar(&o.Idx, "idx", plugin.DefaultPluginIdx, "plugin index to register (external mode)")
-	fs.StringVar(&o.ContainerdAddress, "containerd-address", lifecycle.DefaultContainerdAddress, "containerd socket, to collect the exec records of removed containers (\"\" disables the exec audit log, exec metrics and record GC)")
+	fs.StringVar(&o.ContainerdAddress, "containerd-address", names.ContainerdSocket, "containerd socket, to collect the exec records of removed containers (\"\" disables the exec audit log, exec metrics and record GC)")
 	namespace := fs.String("namespace", "", "deprecated and ignored (exec events are no longer followed)")
 	level := fs.String("log-level", "info", "log level: debug, info, warn, error")
 	logFile := fs.String("log-file", "", "log to this file instead of stderr (pre-registered default: "+preRegisteredLog+")")

@@ -7,22 +7,12 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"os"
-	"path/filepath"
 	"strings"
-	"syscall"
 	"text/tabwriter"
 	"time"
 
-	"github.com/execguard/execguard/execpolicy"
+	"github.com/execguard/execguard/state"
 )
-
-func init() {
-	commands["sessions"] = command{
-		"sessions [--state-dir DIR | --config FILE] [--container ID] [--pod [NS/]NAME] [--json] | sessions play [--speed N] [--raw] EXEC_ID: list or replay recorded exec sessions",
-		sessions,
-	}
-}
 
 // sessions lists the recorded sessions, or replays one.
 func sessions(args []string, stdout, stderr io.Writer) int {
@@ -38,7 +28,7 @@ func sessions(args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 	if fs.NArg() != 0 {
-		fmt.Fprintln(stderr, "usage: nri-execguard "+commands["sessions"].usage)
+		fmt.Fprintln(stderr, usageOf("sessions"))
 		return 2
 	}
 	dir, err := stateDir()
@@ -46,8 +36,8 @@ func sessions(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, err)
 		return 1
 	}
-	all, readErr := execpolicy.OpenRecordsExisting(dir).All()
-	rs := []execpolicy.Record{}
+	all, readErr := state.At(dir).Records().All()
+	rs := []state.Record{}
 	for _, r := range all {
 		if r.Session != "" && filter.match(&r) {
 			rs = append(rs, r)
@@ -106,7 +96,7 @@ func playSession(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, err)
 		return 1
 	}
-	f, err := os.OpenFile(filepath.Join(dir, rec.Session), os.O_RDONLY|syscall.O_NOFOLLOW, 0)
+	f, err := state.At(dir).Records().OpenSession(rec.ContainerID, rec.ExecID)
 	if err != nil {
 		fmt.Fprintln(stderr, err)
 		return 1
@@ -121,9 +111,9 @@ func playSession(args []string, stdout, stderr io.Writer) int {
 
 // findSession finds the record of the recorded exec whose id is (or
 // starts with) id.
-func findSession(dir, id string) (execpolicy.Record, error) {
-	all, _ := execpolicy.OpenRecordsExisting(dir).All()
-	var found []execpolicy.Record
+func findSession(dir, id string) (state.Record, error) {
+	all, _ := state.At(dir).Records().All()
+	var found []state.Record
 	for _, r := range all {
 		if r.Session != "" && strings.HasPrefix(r.ExecID, id) {
 			found = append(found, r)
@@ -131,14 +121,11 @@ func findSession(dir, id string) (execpolicy.Record, error) {
 	}
 	switch len(found) {
 	case 0:
-		return execpolicy.Record{}, fmt.Errorf("no recorded session of exec %q under %s", id, dir)
+		return state.Record{}, fmt.Errorf("no recorded session of exec %q under %s", id, dir)
 	case 1:
-		if strings.Contains(found[0].Session, "..") {
-			return execpolicy.Record{}, fmt.Errorf("exec %s: session path %q leaves the state dir", found[0].ExecID, found[0].Session)
-		}
 		return found[0], nil
 	}
-	return execpolicy.Record{}, fmt.Errorf("exec id %q is ambiguous: %d recorded execs start with it", id, len(found))
+	return state.Record{}, fmt.Errorf("exec id %q is ambiguous: %d recorded execs start with it", id, len(found))
 }
 
 // replay writes a cast's output events ("o", and "e" of non-tty execs)

@@ -10,16 +10,9 @@ import (
 	"strings"
 	"text/tabwriter"
 
-	"github.com/execguard/execguard/conf"
+	"github.com/execguard/execguard/state"
 	"github.com/execguard/execguard/wrappers"
 )
-
-func init() {
-	commands["wrappers"] = command{
-		"wrappers [--state-dir DIR | --config FILE] [--json]: list runtime wrappers, whether the current config names them, and the containers pinned to them",
-		listWrappers,
-	}
-}
 
 // wrapperRow is one wrapper as `wrappers --json` prints it.
 type wrapperRow struct {
@@ -48,7 +41,7 @@ func listWrappers(args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 	if fs.NArg() != 0 {
-		fmt.Fprintln(stderr, "usage: nri-execguard "+commands["wrappers"].usage)
+		fmt.Fprintln(stderr, usageOf("wrappers"))
 		return 2
 	}
 	dir, err := stateDir()
@@ -87,25 +80,25 @@ func listWrappers(args []string, stdout, stderr io.Writer) int {
 }
 
 func wrapperRows(dir string) ([]wrapperRow, []string, error) {
-	store := wrappers.OpenExisting(dir)
+	store := state.At(dir).Wrappers()
 	infos, err := store.List()
 	if err != nil {
 		return nil, nil, err
 	}
 	var warnings []string
-	pins, err := wrappers.OpenPinsExisting(dir).List()
+	pins, err := state.At(dir).Pins().List()
 	if err != nil {
 		warnings = append(warnings, err.Error())
 	}
 	current := map[string][]string{}
-	snap, err := conf.LoadCurrent(dir)
+	snap, err := state.At(dir).Snapshots().LoadCurrent()
 	switch {
 	case err == nil:
 		for _, name := range snap.RuntimeNames() {
 			w := snap.Runtimes[name].Wrapper
 			current[w] = append(current[w], name)
 		}
-	case !errors.Is(err, conf.ErrNoSnapshot):
+	case !errors.Is(err, state.ErrNoSnapshot):
 		warnings = append(warnings, err.Error())
 	}
 	rows := map[string]*wrapperRow{}

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/execguard/execguard/conf"
+	"github.com/execguard/execguard/state"
 	"github.com/execguard/execguard/wrappers"
 )
 
@@ -24,13 +25,10 @@ func wrapperState(t *testing.T) (dir string, cur, old, gone, corrupt string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := conf.Publish(dir, snap); err != nil {
+	if err := state.At(dir).Snapshots().Publish(snap); err != nil {
 		t.Fatal(err)
 	}
-	store, err := wrappers.Open(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
+	store := state.At(dir).Wrappers()
 	oldSpec := wrappers.Spec{Runtime: "runc", Path: "/usr/bin/runc", Args: []string{"--systemd-cgroup"}}
 	if old, err = store.Ensure(oldSpec); err != nil {
 		t.Fatal(err)
@@ -41,10 +39,7 @@ func wrapperState(t *testing.T) (dir string, cur, old, gone, corrupt string) {
 	if err := os.WriteFile(store.Path(corrupt), []byte("#!/bin/sh\nrm -rf /\n"), 0o700); err != nil {
 		t.Fatal(err)
 	}
-	pins, err := wrappers.OpenPins(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
+	pins := state.At(dir).Pins()
 	cur = snap.Runtimes["runc"].Wrapper
 	for id, spec := range map[string]wrappers.Spec{
 		strings.Repeat("1", 64): snap.Runtimes["runc"].Spec,
@@ -52,7 +47,7 @@ func wrapperState(t *testing.T) (dir string, cur, old, gone, corrupt string) {
 		strings.Repeat("3", 64): oldSpec,
 		strings.Repeat("4", 64): goneSpec,
 	} {
-		if err := pins.Write(wrappers.Pin{ContainerID: id, Spec: spec, Wrapper: spec.Name(), Created: time.Now()}); err != nil {
+		if err := pins.Write(state.Pin{ContainerID: id, Spec: spec, Wrapper: spec.Name(), Created: time.Now()}); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -20,8 +20,8 @@ import (
 	"github.com/sirupsen/logrus"
 
 	"github.com/execguard/execguard/conf"
-	"github.com/execguard/execguard/execpolicy"
 	"github.com/execguard/execguard/plugin/metrics"
+	"github.com/execguard/execguard/state"
 	"github.com/execguard/execguard/wrappers"
 )
 
@@ -78,19 +78,19 @@ func (c *Collector) Run() (Result, error) {
 	if log == nil {
 		log = logrus.NewEntry(logrus.StandardLogger())
 	}
-	stateDir := s.Config.StateDir
+	dir := state.At(s.Config.StateDir)
 	now := c.Now()
 	grace := s.Config.GC.WrapperGrace.Std()
 	var errs []error
 
 	// List before asking the inventory: a container added after the
 	// inventory was read cannot have files in these listings.
-	factStore := execpolicy.OpenFactsExisting(stateDir)
+	factStore := dir.Facts()
 	factIDs, err := factStore.List()
 	if err != nil {
 		errs = append(errs, err)
 	}
-	pinStore := wrappers.OpenPinsExisting(stateDir)
+	pinStore := dir.Pins()
 	pins, pinErr := pinStore.List()
 	if pinErr != nil {
 		// A damaged pin still names a wrapper we cannot read: keep
@@ -114,7 +114,7 @@ func (c *Collector) Run() (Result, error) {
 		referenced[p.Wrapper] = true
 	}
 
-	store := wrappers.OpenExisting(stateDir)
+	store := dir.Wrappers()
 	infos, err := store.List()
 	if err != nil {
 		errs = append(errs, err)
@@ -157,7 +157,8 @@ func (c *Collector) Run() (Result, error) {
 			delete(c.marked, name)
 		}
 	}
-	if err := store.RemoveStaleTemps(); err != nil {
+	// Temporary files of writes a crash interrupted, in every directory.
+	if err := dir.Sweep(); err != nil {
 		errs = append(errs, fmt.Errorf("gc: %w", err))
 	}
 
@@ -187,7 +188,7 @@ func (c *Collector) Run() (Result, error) {
 // gone: its bundle no longer exists (the shim removes it after delete). A pin
 // without a bundle is judged by NRI alone, and only once it is older than
 // the grace period, so that a container being created is never mistaken.
-func pinGone(p wrappers.Pin, synced bool, now time.Time, grace time.Duration) bool {
+func pinGone(p state.Pin, synced bool, now time.Time, grace time.Duration) bool {
 	if p.Bundle == "" {
 		return synced && now.Sub(p.Created) >= grace
 	}

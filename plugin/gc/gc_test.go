@@ -1,6 +1,7 @@
 package gc
 
 import (
+	"errors"
 	"io"
 	"os"
 	"path/filepath"
@@ -12,6 +13,7 @@ import (
 
 	"github.com/execguard/execguard/conf"
 	"github.com/execguard/execguard/execpolicy"
+	"github.com/execguard/execguard/state"
 	"github.com/execguard/execguard/wrappers"
 )
 
@@ -59,7 +61,7 @@ func (e *env) publish(args ...string) {
 	if err != nil {
 		e.t.Fatal(err)
 	}
-	if err := conf.Publish(e.dir, s); err != nil {
+	if err := state.At(e.dir).Snapshots().Publish(s); err != nil {
 		e.t.Fatal(err)
 	}
 	e.snap = s
@@ -67,10 +69,7 @@ func (e *env) publish(args ...string) {
 
 // wrapper ensures a wrapper for runc with args and returns its name.
 func (e *env) wrapper(args ...string) (string, wrappers.Spec) {
-	st, err := wrappers.Open(e.dir)
-	if err != nil {
-		e.t.Fatal(err)
-	}
+	st := state.At(e.dir).Wrappers()
 	spec := wrappers.Spec{Runtime: "runc", Path: "/usr/bin/runc", Args: args}
 	name, err := st.Ensure(spec)
 	if err != nil {
@@ -81,11 +80,8 @@ func (e *env) wrapper(args ...string) (string, wrappers.Spec) {
 
 // pin pins container id to a wrapper; bundle "" means none recorded.
 func (e *env) pin(id string, spec wrappers.Spec, bundle string) {
-	ps, err := wrappers.OpenPins(e.dir)
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	if err := ps.Write(wrappers.Pin{ContainerID: id, Spec: spec, Wrapper: spec.Name(), Bundle: bundle, Created: e.clock.Now()}); err != nil {
+	ps := state.At(e.dir).Pins()
+	if err := ps.Write(state.Pin{ContainerID: id, Spec: spec, Wrapper: spec.Name(), Bundle: bundle, Created: e.clock.Now()}); err != nil {
 		e.t.Fatal(err)
 	}
 }
@@ -108,7 +104,7 @@ func (e *env) run() Result {
 }
 
 func (e *env) exists(name string) bool {
-	_, err := os.Lstat(filepath.Join(wrappers.Dir(e.dir), name))
+	_, err := os.Lstat(filepath.Join(filepath.Join(e.dir, "wrappers"), name))
 	return err == nil
 }
 
@@ -212,17 +208,14 @@ func TestPinsOfGoneContainers(t *testing.T) {
 	if !slices.Equal(res.Pins, []string{"no-bundle"}) {
 		t.Fatalf("pins removed %v, want [no-bundle] (no bundle, unknown, older than grace)", res.Pins)
 	}
-	if _, err := wrappers.OpenPinsExisting(e.dir).Read("known-gone-bundle"); err != nil {
+	if _, err := state.At(e.dir).Pins().Read("known-gone-bundle"); err != nil {
 		t.Fatalf("pin of a container NRI still knows: %v", err)
 	}
 }
 
 func TestFactsCollectedOnlyWhenSynchronized(t *testing.T) {
 	e := newEnv(t)
-	fs, err := execpolicy.OpenFacts(e.dir)
-	if err != nil {
-		t.Fatal(err)
-	}
+	fs := state.At(e.dir).Facts()
 	for _, id := range []string{"live", "gone"} {
 		if err := fs.Write(execpolicy.Facts{ContainerID: id}); err != nil {
 			t.Fatal(err)
@@ -240,5 +233,38 @@ func TestFactsCollectedOnlyWhenSynchronized(t *testing.T) {
 	ids, _ := fs.List()
 	if !slices.Equal(ids, []string{"live"}) {
 		t.Fatalf("facts left %v, want [live]", ids)
+	}
+}
+
+// TestSweepsTempFilesEverywhere: a pass removes the temporary files a
+// crash left in any directory of the state dir, once stale.
+func TestSweepsTempFilesEverywhere(t *testing.T) {
+	e := newEnv(t)
+	var stale, fresh []string
+	for _, d := range []string{"", "snapshots", "wrappers", "pins", "facts", "execs/c1"} {
+		dir := filepath.Join(e.dir, d)
+		if err := os.MkdirAll(dir, 0o700); err != nil {
+			t.Fatal(err)
+		}
+		old, young := filepath.Join(dir, ".x.json.tmp-1"), filepath.Join(dir, ".y.json.tmp-2")
+		for _, p := range []string{old, young} {
+			if err := os.WriteFile(p, []byte("{"), 0o600); err != nil {
+				t.Fatal(err)
+			}
+		}
+		past := time.Now().Add(-2 * state.TempMaxAge)
+		os.Chtimes(old, past, past)
+		stale, fresh = append(stale, old), append(fresh, young)
+	}
+	e.run()
+	for _, p := range stale {
+		if _, err := os.Lstat(p); !errors.Is(err, os.ErrNotExist) {
+			t.Errorf("stale temporary file %s kept", p)
+		}
+	}
+	for _, p := range fresh {
+		if _, err := os.Lstat(p); err != nil {
+			t.Errorf("fresh temporary file %s removed: a writer may still use it", p)
+		}
 	}
 }

@@ -12,7 +12,7 @@ import (
 	"github.com/moby/sys/signal"
 	"golang.org/x/sys/unix"
 
-	"github.com/execguard/execguard/execpolicy"
+	"github.com/execguard/execguard/state"
 )
 
 // auditEntry is one line of the audit log.
@@ -48,7 +48,7 @@ type exitFields struct {
 
 // newAuditEntry describes r for the audit log; its time is when the
 // decision (or the exit) happened, else now.
-func newAuditEntry(event, node string, r *execpolicy.Record, now time.Time) auditEntry {
+func newAuditEntry(event, node string, r *state.Record, now time.Time) auditEntry {
 	e := auditEntry{
 		Time: r.RequestedAt, Event: event, Node: node,
 		Namespace: r.Namespace, Pod: r.Pod, Container: r.Container,
@@ -71,7 +71,7 @@ func newAuditEntry(event, node string, r *execpolicy.Record, now time.Time) audi
 }
 
 // duration is how long a finished exec ran, when that is known.
-func duration(r *execpolicy.Record) (time.Duration, bool) {
+func duration(r *state.Record) (time.Duration, bool) {
 	start := r.StartedAt
 	if start.IsZero() {
 		start = r.RequestedAt

@@ -7,11 +7,11 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/execguard/execguard/execpolicy"
+	"github.com/execguard/execguard/state"
 )
 
 func testEntry(eid string) auditEntry {
-	return newAuditEntry("decision", "n", &execpolicy.Record{ContainerID: "c", ExecID: eid, Verdict: "allow"}, t0)
+	return newAuditEntry("decision", "n", &state.Record{ContainerID: "c", ExecID: eid, Verdict: "allow"}, t0)
 }
 
 func lines(t *testing.T, path string) []string {

@@ -13,7 +13,7 @@ import (
 	"github.com/sirupsen/logrus"
 
 	"github.com/execguard/execguard/conf"
-	"github.com/execguard/execguard/execpolicy"
+	"github.com/execguard/execguard/state"
 )
 
 const (
@@ -34,7 +34,7 @@ func benchDir(b *testing.B) (dir string, live map[string]bool) {
 		b.Fatal(err)
 	}
 	b.Cleanup(func() { os.RemoveAll(dir) })
-	if _, err := execpolicy.OpenRecords(dir); err != nil {
+	if err := state.At(dir).Check(true); err != nil {
 		b.Fatal(err)
 	}
 	live = map[string]bool{}
@@ -42,17 +42,17 @@ func benchDir(b *testing.B) (dir string, live map[string]bool) {
 	for c := range benchContainers {
 		cid := fmt.Sprintf("%064x", c+1)
 		live[cid] = true
-		cdir := filepath.Join(execpolicy.RecordDir(dir), cid)
+		cdir := filepath.Join(filepath.Join(dir, "execs"), cid)
 		if err := os.Mkdir(cdir, 0o700); err != nil {
 			b.Fatal(err)
 		}
 		for e := range benchExecsEach {
 			eid := fmt.Sprintf("%064x", c*benchExecsEach+e+1)
-			r := execpolicy.Record{
+			r := state.Record{
 				ContainerID: cid, ExecID: eid, Namespace: "default", Pod: "web-0", Container: "app",
 				Args: []string{"sh", "-c", "cat /proc/loadavg"}, User: "0:0", Verdict: "allow",
 				RequestedAt: t0, MaxDuration: conf.Duration(time.Minute), KillSignal: "SIGTERM",
-				State: execpolicy.StateExited, Pid: 1000 + e, StartedAt: t0, ExitCode: &zero, ExitedAt: t0,
+				State: state.StateExited, Pid: 1000 + e, StartedAt: t0, ExitCode: &zero, ExitedAt: t0,
 				LoggedDecision: true, LoggedExit: true,
 			}
 			data, err := json.Marshal(r)
@@ -146,11 +146,11 @@ func BenchmarkTickIdle100k(b *testing.B) {
 	dir, live := benchDir(b)
 	old := time.Now().Add(-time.Hour)
 	for cid := range live {
-		if err := os.Chtimes(filepath.Join(execpolicy.RecordDir(dir), cid), old, old); err != nil {
+		if err := os.Chtimes(filepath.Join(filepath.Join(dir, "execs"), cid), old, old); err != nil {
 			b.Fatal(err)
 		}
 	}
-	if err := os.Chtimes(execpolicy.RecordDir(dir), old, old); err != nil {
+	if err := os.Chtimes(filepath.Join(dir, "execs"), old, old); err != nil {
 		b.Fatal(err)
 	}
 	clock := &fakeClock{t: t0.Add(time.Minute)}

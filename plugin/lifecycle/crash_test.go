@@ -12,8 +12,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/execguard/execguard/execpolicy"
-	"github.com/execguard/execguard/internal/safefile"
+	"github.com/execguard/execguard/state"
 )
 
 const crashDirEnv = "EXECGUARD_CRASH_TEST_DIR"
@@ -25,18 +24,15 @@ func TestCrashChild(t *testing.T) {
 	if dir == "" {
 		t.Skip("run by TestRecordsSurviveSIGKILL")
 	}
-	store, err := execpolicy.OpenRecords(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
+	store := state.At(dir).Records()
 	os.Stdout.WriteString("ready\n")
 	for n := 0; ; n++ {
 		cid, eid := "c"+strconv.Itoa(n%3), "e"+strconv.Itoa(n%7)
-		_, err := store.Update(cid, eid, func(r *execpolicy.Record) error {
+		_, err := store.Update(cid, eid, func(r *state.Record) error {
 			// Records of varying size, so that a torn write would show.
 			r.Args = []string{"sh", "-c", strings.Repeat("x", n%4096)}
 			r.Pid = n
-			r.State = []string{execpolicy.StateCreated, execpolicy.StateRunning, execpolicy.StateExited}[n%3]
+			r.State = []string{state.StateCreated, state.StateRunning, state.StateExited}[n%3]
 			return nil
 		})
 		if err != nil {
@@ -78,7 +74,7 @@ func TestRecordsSurviveSIGKILL(t *testing.T) {
 		}
 	}
 
-	store := execpolicy.OpenRecordsExisting(dir)
+	store := state.At(dir).Records()
 	rs, err := store.All()
 	if err != nil {
 		t.Fatalf("unreadable records after SIGKILL: %v", err)
@@ -94,11 +90,11 @@ func TestRecordsSurviveSIGKILL(t *testing.T) {
 	// Every file, temporary ones aside, parses; the temporary ones left by
 	// a kill are collected once stale.
 	var temps []string
-	err = filepath.WalkDir(execpolicy.RecordDir(dir), func(p string, d os.DirEntry, err error) error {
+	err = filepath.WalkDir(filepath.Join(dir, "execs"), func(p string, d os.DirEntry, err error) error {
 		if err != nil || d.IsDir() {
 			return err
 		}
-		if safefile.IsTemp(d.Name()) {
+		if state.IsTemp(d.Name()) {
 			temps = append(temps, p)
 			return os.Chtimes(p, time.Time{}, time.Now().Add(-2*time.Minute))
 		}
@@ -111,6 +107,10 @@ func TestRecordsSurviveSIGKILL(t *testing.T) {
 	h := &harness{rt: &fakeRuntime{}, clock: &fakeClock{t: t0}, dir: dir, alive: map[int]bool{}}
 	h.store = store
 	h.restart(t)
+	// Stale temporary files go with the plugin's sweep of the state dir.
+	if err := state.At(dir).Sweep(); err != nil {
+		t.Fatal(err)
+	}
 	for _, p := range temps {
 		if _, err := os.Stat(p); !os.IsNotExist(err) {
 			t.Errorf("stale temporary file %s kept", p)

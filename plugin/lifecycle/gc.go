@@ -2,14 +2,12 @@ package lifecycle
 
 import (
 	"context"
-	"os"
-	"path/filepath"
 	"time"
 
 	"github.com/sirupsen/logrus"
 
-	"github.com/execguard/execguard/execpolicy"
 	"github.com/execguard/execguard/plugin/metrics"
+	"github.com/execguard/execguard/state"
 )
 
 // gc runs one collection pass:
@@ -63,7 +61,6 @@ func (m *Manager) collectContainers(ctx context.Context) {
 		m.log.WithError(err).Warn("gc: list containers; keeping records of every container this pass")
 		return
 	}
-	dir := execpolicy.RecordDir(m.o.StateDir)
 	for cid := range m.ctrs {
 		if live[cid] {
 			continue
@@ -71,7 +68,7 @@ func (m *Manager) collectContainers(ctx context.Context) {
 		// A record written after the listing began may belong to a
 		// container created meanwhile: wait for the next pass. The
 		// second covers coarse file system timestamps.
-		if fi, err := os.Lstat(filepath.Join(dir, cid)); err == nil && fi.ModTime().After(listed.Add(-time.Second)) {
+		if mod, err := m.store.ContainerModTime(cid); err == nil && mod.After(listed.Add(-time.Second)) {
 			continue
 		}
 		m.removeContainer(cid, "container gone")
@@ -86,7 +83,7 @@ func (m *Manager) removeContainer(cid, why string) {
 		for eid := range c.execs {
 			// Settle what is still owed while the record exists.
 			if _, owing := m.pending[key{cid, eid}]; owing {
-				m.update(cid, eid, func(*execpolicy.Record) bool { return false })
+				m.update(cid, eid, func(*state.Record) bool { return false })
 			}
 		}
 	}

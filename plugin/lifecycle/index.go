@@ -3,13 +3,9 @@ package lifecycle
 import (
 	"errors"
 	"os"
-	"path/filepath"
-	"strings"
-	"syscall"
 	"time"
 
-	"github.com/execguard/execguard/execpolicy"
-	"github.com/execguard/execguard/internal/safefile"
+	"github.com/execguard/execguard/state"
 )
 
 // key names one exec.
@@ -70,13 +66,13 @@ func (e *entry) end() int64 {
 
 func stateCode(s string) uint8 {
 	switch s {
-	case execpolicy.StateRefused:
+	case state.StateRefused:
 		return stRefused
-	case execpolicy.StateCreated:
+	case state.StateCreated:
 		return stCreated
-	case execpolicy.StateRunning:
+	case state.StateRunning:
 		return stRunning
-	case execpolicy.StateExited:
+	case state.StateExited:
 		return stExited
 	}
 	return stNone
@@ -90,20 +86,20 @@ func nanos(t time.Time) int64 {
 }
 
 // fill copies what the index needs from r.
-func (e *entry) fill(r *execpolicy.Record) {
+func (e *entry) fill(r *state.Record) {
 	e.state = stateCode(r.State)
 	e.pid = int32(r.Pid)
 	e.requested, e.started, e.exited = nanos(r.RequestedAt), nanos(r.StartedAt), nanos(r.ExitedAt)
 }
 
 // record rebuilds the fields Reconcile looks at.
-func (e *entry) record() execpolicy.Record {
-	r := execpolicy.Record{Pid: int(e.pid)}
+func (e *entry) record() state.Record {
+	r := state.Record{Pid: int(e.pid)}
 	switch e.state {
 	case stCreated:
-		r.State = execpolicy.StateCreated
+		r.State = state.StateCreated
 	case stRunning:
-		r.State = execpolicy.StateRunning
+		r.State = state.StateRunning
 	}
 	if e.requested != 0 {
 		r.RequestedAt = time.Unix(0, e.requested)
@@ -112,46 +108,34 @@ func (e *entry) record() execpolicy.Record {
 }
 
 // owes reports whether the plugin still has to count and audit r.
-func owes(r *execpolicy.Record) bool {
-	return (r.Verdict != "" && !r.LoggedDecision) || (r.State == execpolicy.StateExited && !r.LoggedExit)
+func owes(r *state.Record) bool {
+	return (r.Verdict != "" && !r.LoggedDecision) || (r.State == state.StateExited && !r.LoggedExit)
 }
 
-func stampOf(fi os.FileInfo) stamp {
-	st, ok := fi.Sys().(*syscall.Stat_t)
-	if !ok {
-		return stamp{}
-	}
+func stampOf(e state.Entry) stamp {
 	// A file or directory changed within the last moments may change again
 	// within the file system's timestamp granularity without its mtime
 	// moving: do not trust it yet, look again at the next tick.
-	if time.Since(fi.ModTime()) < 2*time.Second {
+	if time.Since(e.ModTime) < 2*time.Second {
 		return stamp{}
 	}
-	return stamp{ino: st.Ino, mtime: fi.ModTime().UnixNano()}
+	return stamp{ino: e.Ino, mtime: e.ModTime.UnixNano()}
 }
 
 // scan brings the index up to date with the record directory. A full
 // scan reads every record; otherwise only the container directories whose
 // stamp changed are listed, and only the records whose stamp changed read.
 func (m *Manager) scan(full bool) {
-	dir := execpolicy.RecordDir(m.o.StateDir)
-	ents, err := os.ReadDir(dir)
-	if err != nil && !errors.Is(err, os.ErrNotExist) {
+	ents, err := m.store.Containers()
+	if err != nil {
 		m.log.WithError(err).Warn("list exec records")
 		return
 	}
 	seen := make(map[string]bool, len(ents))
 	for _, de := range ents {
-		cid := de.Name()
-		if !de.IsDir() || safefile.SafeName(cid) != nil {
-			continue
-		}
+		cid := de.Name
 		seen[cid] = true
-		fi, err := de.Info()
-		if err != nil {
-			continue // removed meanwhile
-		}
-		st := stampOf(fi)
+		st := stampOf(de)
 		c := m.ctrs[cid]
 		if c == nil {
 			c = &ctr{execs: map[string]*entry{}}
@@ -174,41 +158,22 @@ func (m *Manager) scan(full bool) {
 }
 
 // relist reads the records of one container that changed since they were
-// last read, forgets the ones gone, and removes stale temporary files. It
-// reports false when the directory must be listed again at the next tick.
+// last read, and forgets the ones gone. It reports false when the
+// directory must be listed again at the next tick.
 func (m *Manager) relist(cid string, c *ctr) bool {
-	dir := filepath.Join(execpolicy.RecordDir(m.o.StateDir), cid)
-	ents, err := os.ReadDir(dir)
+	ents, busy, err := m.store.Execs(cid)
 	if err != nil {
 		if !errors.Is(err, os.ErrNotExist) {
 			m.log.WithError(err).WithField("container", cid).Warn("list exec records")
 		}
 		return false
 	}
-	settled := true
+	settled := !busy
 	present := make(map[string]bool, len(ents))
 	for _, de := range ents {
-		name := de.Name()
-		if safefile.IsTemp(name) {
-			if safefile.StaleTemp(de) {
-				if err := os.Remove(filepath.Join(dir, name)); err != nil && !errors.Is(err, os.ErrNotExist) {
-					m.log.WithError(err).WithField("container", cid).Warn("remove temporary file")
-				}
-			} else {
-				settled = false
-			}
-			continue
-		}
-		eid, ok := strings.CutSuffix(name, ".json")
-		if !ok || safefile.SafeName(eid) != nil {
-			continue
-		}
+		eid := de.Name
 		present[eid] = true
-		fi, err := de.Info()
-		if err != nil {
-			continue
-		}
-		st := stampOf(fi)
+		st := stampOf(de)
 		if st == (stamp{}) {
 			settled = false
 		}
@@ -233,7 +198,7 @@ func (m *Manager) relist(cid string, c *ctr) bool {
 }
 
 // learn updates the index from a record just read or written.
-func (m *Manager) learn(cid, eid string, r *execpolicy.Record, st stamp) {
+func (m *Manager) learn(cid, eid string, r *state.Record, st stamp) {
 	c := m.ctrs[cid]
 	if c == nil {
 		c = &ctr{execs: map[string]*entry{}}

@@ -11,17 +11,15 @@ import (
 	"github.com/sirupsen/logrus"
 
 	"github.com/execguard/execguard/conf"
-	"github.com/execguard/execguard/execpolicy"
+	"github.com/execguard/execguard/internal/names"
 	"github.com/execguard/execguard/plugin/metrics"
+	"github.com/execguard/execguard/state"
 )
-
-// DefaultContainerdAddress is containerd's socket when Options names none.
-const DefaultContainerdAddress = "/run/containerd/containerd.sock"
 
 // Options configure a Manager.
 type Options struct {
 	StateDir          string
-	ContainerdAddress string // containerd's socket; "" = DefaultContainerdAddress
+	ContainerdAddress string // containerd's socket; "" = names.ContainerdSocket
 	// Snapshot returns the current snapshot, for [gc] and [audit]; it may
 	// return nil (defaults apply and the audit log is off).
 	Snapshot func() *conf.Snapshot
@@ -39,7 +37,7 @@ type Options struct {
 type Manager struct {
 	o     Options
 	rt    Runtime
-	store *execpolicy.RecordStore
+	store state.RecordStore
 	log   *logrus.Entry
 	now   func() time.Time
 	alive func(pid int) bool
@@ -59,10 +57,11 @@ func New(o Options) (*Manager, error) {
 	if o.StateDir == "" {
 		return nil, errors.New("lifecycle: no state dir")
 	}
-	store, err := execpolicy.OpenRecords(o.StateDir)
-	if err != nil {
+	dir := state.At(o.StateDir)
+	if err := dir.Check(true); err != nil {
 		return nil, fmt.Errorf("lifecycle: %w", err)
 	}
+	store := dir.Records()
 	if o.Log == nil {
 		o.Log = logrus.NewEntry(logrus.StandardLogger())
 	}
@@ -78,7 +77,7 @@ func New(o Options) (*Manager, error) {
 	rt := o.Runtime
 	if rt == nil {
 		if o.ContainerdAddress == "" {
-			o.ContainerdAddress = DefaultContainerdAddress
+			o.ContainerdAddress = names.ContainerdSocket
 		}
 		c, err := NewContainerd(o.ContainerdAddress)
 		if err != nil {
@@ -87,7 +86,7 @@ func New(o Options) (*Manager, error) {
 		rt = c
 	}
 	return &Manager{
-		o: o, rt: rt, store: store, log: o.Log, now: o.Clock, alive: execpolicy.PidAlive,
+		o: o, rt: rt, store: store, log: o.Log, now: o.Clock, alive: pidAlive,
 		ctrs: map[string]*ctr{}, open: map[key]*entry{}, pending: map[key]struct{}{},
 	}, nil
 }
@@ -128,9 +127,9 @@ var errUnchanged = errors.New("unchanged")
 // update changes one record under its lock with change, settles what the
 // record owes (audit lines, metrics) and writes it if anything changed. A
 // missing record stays missing: only the shim creates records.
-func (m *Manager) update(cid, eid string, change func(*execpolicy.Record) bool) (execpolicy.Record, bool) {
-	var got execpolicy.Record
-	_, err := m.store.Update(cid, eid, func(r *execpolicy.Record) error {
+func (m *Manager) update(cid, eid string, change func(*state.Record) bool) (state.Record, bool) {
+	var got state.Record
+	_, err := m.store.Update(cid, eid, func(r *state.Record) error {
 		if r.State == "" {
 			return os.ErrNotExist
 		}
@@ -163,7 +162,7 @@ func (m *Manager) update(cid, eid string, change func(*execpolicy.Record) bool) 
 // owes, and marks them done in r. It runs under the record's lock, before
 // the record is written: a crash in between repeats a line rather than
 // losing it.
-func (m *Manager) account(r *execpolicy.Record) bool {
+func (m *Manager) account(r *state.Record) bool {
 	if !owes(r) || m.now().Before(m.retryAudit) {
 		return false
 	}
@@ -180,7 +179,7 @@ func (m *Manager) account(r *execpolicy.Record) bool {
 		metrics.Decisions.WithLabelValues(r.Verdict, r.Rule, strconv.FormatBool(r.Audit)).Inc()
 		r.LoggedDecision, changed = true, true
 	}
-	if r.State == execpolicy.StateExited && !r.LoggedExit {
+	if r.State == state.StateExited && !r.LoggedExit {
 		if err := m.audit.write(path, maxSize, newAuditEntry("exit", m.o.Node, r, m.now())); err != nil {
 			m.auditFailed(err)
 			return changed
@@ -210,7 +209,7 @@ func (m *Manager) settle() {
 		return
 	}
 	for k := range m.pending {
-		m.update(k.cid, k.eid, func(*execpolicy.Record) bool { return false })
+		m.update(k.cid, k.eid, func(*state.Record) bool { return false })
 		if m.now().Before(m.retryAudit) {
 			return
 		}
@@ -255,7 +254,7 @@ func (m *Manager) reconcile(now time.Time) {
 		if t-e.doomed < int64(exitGrace) {
 			continue
 		}
-		m.update(k.cid, k.eid, func(r *execpolicy.Record) bool { return Reconcile(r, now, m.alive) })
+		m.update(k.cid, k.eid, func(r *state.Record) bool { return Reconcile(r, now, m.alive) })
 	}
 }
 
@@ -269,8 +268,8 @@ func (m *Manager) reconcileContainer(cid string) {
 	now := m.now()
 	for eid, e := range c.execs {
 		if e.open() {
-			m.update(cid, eid, func(r *execpolicy.Record) bool {
-				if r.State != execpolicy.StateRunning && r.State != execpolicy.StateCreated {
+			m.update(cid, eid, func(r *state.Record) bool {
+				if r.State != state.StateRunning && r.State != state.StateCreated {
 					return false
 				}
 				exitUnknown(r, now)

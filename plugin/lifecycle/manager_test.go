@@ -17,8 +17,8 @@ import (
 	"github.com/sirupsen/logrus"
 
 	"github.com/execguard/execguard/conf"
-	"github.com/execguard/execguard/execpolicy"
 	"github.com/execguard/execguard/plugin/metrics"
+	"github.com/execguard/execguard/state"
 )
 
 // fakeRuntime serves a container list.
@@ -62,7 +62,7 @@ type harness struct {
 	clock *fakeClock
 	dir   string
 	audit string
-	store *execpolicy.RecordStore
+	store state.RecordStore
 	alive map[int]bool
 }
 
@@ -77,7 +77,7 @@ func newHarness(t testing.TB) *harness {
 		alive: map[int]bool{},
 	}
 	h.audit = filepath.Join(h.dir, "log", "audit.log")
-	h.store = execpolicy.OpenRecordsExisting(h.dir)
+	h.store = state.At(h.dir).Records()
 	h.restart(t)
 	return h
 }
@@ -105,10 +105,10 @@ func (h *harness) restart(t testing.TB) {
 }
 
 // decide writes a record as the shim does at Exec.
-func (h *harness) decide(t testing.TB, cid, eid, state, verdict string, mut ...func(*execpolicy.Record)) {
+func (h *harness) decide(t testing.TB, cid, eid, st, verdict string, mut ...func(*state.Record)) {
 	t.Helper()
-	_, err := h.store.Update(cid, eid, func(r *execpolicy.Record) error {
-		r.State, r.Verdict = state, verdict
+	_, err := h.store.Update(cid, eid, func(r *state.Record) error {
+		r.State, r.Verdict = st, verdict
 		r.Namespace, r.Pod, r.Container = "default", "web-0", "app"
 		r.Args, r.User = []string{"sh", "-c", "echo hi"}, "1000:1000"
 		r.RequestedAt = h.clock.now()
@@ -128,8 +128,8 @@ func (h *harness) decide(t testing.TB, cid, eid, state, verdict string, mut ...f
 // startRecord writes the start as the shim does after Start.
 func (h *harness) startRecord(t testing.TB, cid, eid string, pid int) {
 	t.Helper()
-	if _, err := h.store.Update(cid, eid, func(r *execpolicy.Record) error {
-		r.State, r.Pid, r.StartedAt = execpolicy.StateRunning, pid, h.clock.now()
+	if _, err := h.store.Update(cid, eid, func(r *state.Record) error {
+		r.State, r.Pid, r.StartedAt = state.StateRunning, pid, h.clock.now()
 		return nil
 	}); err != nil {
 		t.Fatal(err)
@@ -137,7 +137,7 @@ func (h *harness) startRecord(t testing.TB, cid, eid string, pid int) {
 	h.alive[pid] = true
 }
 
-func (h *harness) get(t testing.TB, cid, eid string) execpolicy.Record {
+func (h *harness) get(t testing.TB, cid, eid string) state.Record {
 	t.Helper()
 	r, err := h.store.Get(cid, eid)
 	if err != nil {
@@ -171,8 +171,8 @@ func (h *harness) auditLines(t testing.TB) []map[string]any {
 // exit writes the exit as the shim does when it reaps the exec.
 func (h *harness) exit(t testing.TB, cid, eid string, status int) {
 	t.Helper()
-	if _, err := h.store.Update(cid, eid, func(r *execpolicy.Record) error {
-		r.State, r.ExitCode, r.ExitedAt = execpolicy.StateExited, code(status), h.clock.now()
+	if _, err := h.store.Update(cid, eid, func(r *state.Record) error {
+		r.State, r.ExitCode, r.ExitedAt = state.StateExited, code(status), h.clock.now()
 		return nil
 	}); err != nil {
 		t.Fatal(err)
@@ -189,7 +189,7 @@ func (h *harness) ticks(n int) {
 }
 
 // shimOwned strips what the Manager may write (its audit markers) from r.
-func shimOwned(r execpolicy.Record) execpolicy.Record {
+func shimOwned(r state.Record) state.Record {
 	r.LoggedDecision, r.LoggedExit = false, false
 	return r
 }
@@ -199,7 +199,7 @@ func TestShimRecordsAudited(t *testing.T) {
 	ctx := context.Background()
 	decisions := value(metrics.Decisions.WithLabelValues("allow", "", "false"))
 
-	h.decide(t, "c1", "e1", execpolicy.StateCreated, "allow")
+	h.decide(t, "c1", "e1", state.StateCreated, "allow")
 	h.m.tick(ctx)
 	h.clock.advance(time.Second)
 	h.startRecord(t, "c1", "e1", 4242)
@@ -255,13 +255,13 @@ func TestShimRecordsAudited(t *testing.T) {
 func TestRefusedExecAudited(t *testing.T) {
 	h := newHarness(t)
 	h.m.tick(context.Background())
-	h.decide(t, "c1", "e1", execpolicy.StateRefused, "refuse")
+	h.decide(t, "c1", "e1", state.StateRefused, "refuse")
 	h.m.tick(context.Background())
 	lines := h.auditLines(t)
 	if len(lines) != 1 || lines[0]["verdict"] != "refuse" || lines[0]["check"] != "deny_root" || lines[0]["rule"] != "no-root" {
 		t.Fatalf("audit lines %v, want one refusal", lines)
 	}
-	if r := h.get(t, "c1", "e1"); r.State != execpolicy.StateRefused || !r.LoggedDecision || r.LoggedExit {
+	if r := h.get(t, "c1", "e1"); r.State != state.StateRefused || !r.LoggedDecision || r.LoggedExit {
 		t.Errorf("record %+v", r)
 	}
 	h.restart(t)
@@ -273,10 +273,10 @@ func TestRefusedExecAudited(t *testing.T) {
 
 func TestRecordsWrittenWhilePluginDownAreAudited(t *testing.T) {
 	h := newHarness(t)
-	h.decide(t, "c1", "e1", execpolicy.StateRefused, "refuse")
-	h.decide(t, "c1", "e2", execpolicy.StateCreated, "allow")
+	h.decide(t, "c1", "e1", state.StateRefused, "refuse")
+	h.decide(t, "c1", "e2", state.StateCreated, "allow")
 	h.startRecord(t, "c1", "e2", 100)
-	h.decide(t, "c1", "e3", execpolicy.StateCreated, "allow")
+	h.decide(t, "c1", "e3", state.StateCreated, "allow")
 	h.startRecord(t, "c1", "e3", 101)
 	h.exit(t, "c1", "e3", 0)
 	h.restart(t) // the full scan at start
@@ -293,18 +293,18 @@ func TestKilledExecCounted(t *testing.T) {
 	ctx := context.Background()
 	killed := func(sig string) float64 { return value(metrics.ExecsKilled.WithLabelValues(KilledByMaxDuration, sig)) }
 	intBefore, termBefore := killed("SIGINT"), killed("SIGTERM")
-	h.decide(t, "c1", "e1", execpolicy.StateCreated, "allow", func(r *execpolicy.Record) {
+	h.decide(t, "c1", "e1", state.StateCreated, "allow", func(r *state.Record) {
 		r.MaxDuration, r.KillSignal, r.KillGrace = conf.Duration(30*time.Second), "INT", conf.Duration(10*time.Second)
 	})
 	h.startRecord(t, "c1", "e1", 100)
-	h.decide(t, "c1", "e2", execpolicy.StateCreated, "allow", func(r *execpolicy.Record) {
+	h.decide(t, "c1", "e2", state.StateCreated, "allow", func(r *state.Record) {
 		r.MaxDuration = conf.Duration(30 * time.Second) // kill_signal unset: SIGTERM
 	})
 	h.startRecord(t, "c1", "e2", 101)
 	h.m.tick(ctx)
 	h.clock.advance(31 * time.Second)
 	for _, eid := range []string{"e1", "e2"} {
-		if _, err := h.store.Update("c1", eid, func(r *execpolicy.Record) error { r.KilledBy = KilledByMaxDuration; return nil }); err != nil {
+		if _, err := h.store.Update("c1", eid, func(r *state.Record) error { r.KilledBy = KilledByMaxDuration; return nil }); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -343,12 +343,12 @@ func TestKilledExecCounted(t *testing.T) {
 // only after exitGrace, and never while their process lives.
 func TestReconcileDeadShim(t *testing.T) {
 	h := newHarness(t)
-	h.decide(t, "c1", "alive", execpolicy.StateCreated, "allow")
+	h.decide(t, "c1", "alive", state.StateCreated, "allow")
 	h.startRecord(t, "c1", "alive", 100)
-	h.decide(t, "c1", "gone", execpolicy.StateCreated, "allow")
+	h.decide(t, "c1", "gone", state.StateCreated, "allow")
 	h.startRecord(t, "c1", "gone", 101)
-	h.decide(t, "c1", "fresh", execpolicy.StateCreated, "allow") // the shim is starting it
-	h.decide(t, "c1", "stale", execpolicy.StateCreated, "allow", func(r *execpolicy.Record) {
+	h.decide(t, "c1", "fresh", state.StateCreated, "allow") // the shim is starting it
+	h.decide(t, "c1", "stale", state.StateCreated, "allow", func(r *state.Record) {
 		r.RequestedAt = r.RequestedAt.Add(-2 * time.Minute)
 	})
 
@@ -357,7 +357,7 @@ func TestReconcileDeadShim(t *testing.T) {
 	h.restart(t)
 	h.ticks(int(exitGrace/time.Second) - 1)
 	for _, eid := range []string{"gone", "stale"} {
-		if r := h.get(t, "c1", eid); r.State == execpolicy.StateExited {
+		if r := h.get(t, "c1", eid); r.State == state.StateExited {
 			t.Errorf("%s closed within the grace the shim has to write its exit: %+v", eid, r)
 		}
 	}
@@ -399,7 +399,7 @@ func TestReconcileDeadShim(t *testing.T) {
 // pid gone first, must not close the record with an unknown code.
 func TestReconcileLeavesTheShimItsExit(t *testing.T) {
 	h := newHarness(t)
-	h.decide(t, "c1", "e1", execpolicy.StateCreated, "allow")
+	h.decide(t, "c1", "e1", state.StateCreated, "allow")
 	h.startRecord(t, "c1", "e1", 100)
 	h.ticks(1)
 	delete(h.alive, 100) // reaped; the shim's record write is queued
@@ -426,11 +426,11 @@ func TestGCTwoPasses(t *testing.T) {
 	h.rt.live = map[string]bool{"c1": true}
 	removed := value(metrics.GCRemovals.WithLabelValues("exec_record"))
 
-	h.decide(t, "c1", "refused", execpolicy.StateRefused, "refuse")
-	h.decide(t, "c1", "done", execpolicy.StateCreated, "allow")
+	h.decide(t, "c1", "refused", state.StateRefused, "refuse")
+	h.decide(t, "c1", "done", state.StateCreated, "allow")
 	h.startRecord(t, "c1", "done", 100)
 	h.exit(t, "c1", "done", 0)
-	h.decide(t, "c1", "long", execpolicy.StateCreated, "allow")
+	h.decide(t, "c1", "long", state.StateCreated, "allow")
 	h.startRecord(t, "c1", "long", 101)
 	h.m.tick(ctx)
 
@@ -463,14 +463,14 @@ func TestGCNewActivityClearsMark(t *testing.T) {
 	h := newHarness(t)
 	ctx := context.Background()
 	h.rt.live = map[string]bool{"c1": true}
-	h.decide(t, "c1", "e1", execpolicy.StateRefused, "refuse")
+	h.decide(t, "c1", "e1", state.StateRefused, "refuse")
 	h.m.tick(ctx)
 	h.clock.advance(11 * time.Minute)
 	h.m.gc(ctx, h.clock.now()) // marked
 	// The id is reused by a new exec before the next pass: the shim
 	// starts its record over.
-	if _, err := h.store.Update("c1", "e1", func(r *execpolicy.Record) error {
-		*r = execpolicy.Record{ContainerID: "c1", ExecID: "e1", State: execpolicy.StateCreated, Verdict: "allow", RequestedAt: h.clock.now()}
+	if _, err := h.store.Update("c1", "e1", func(r *state.Record) error {
+		*r = state.Record{ContainerID: "c1", ExecID: "e1", State: state.StateCreated, Verdict: "allow", RequestedAt: h.clock.now()}
 		return nil
 	}); err != nil {
 		t.Fatal(err)
@@ -488,9 +488,9 @@ func TestGCNewActivityClearsMark(t *testing.T) {
 func TestGCRemovesGoneContainers(t *testing.T) {
 	h := newHarness(t)
 	ctx := context.Background()
-	h.decide(t, "gone", "e1", execpolicy.StateCreated, "allow")
+	h.decide(t, "gone", "e1", state.StateCreated, "allow")
 	h.startRecord(t, "gone", "e1", 100)
-	h.decide(t, "live", "e1", execpolicy.StateRefused, "refuse")
+	h.decide(t, "live", "e1", state.StateRefused, "refuse")
 	h.m.tick(ctx)
 
 	h.rt.live, h.rt.listErr = nil, errors.New("containerd is down")
@@ -500,7 +500,7 @@ func TestGCRemovesGoneContainers(t *testing.T) {
 	}
 
 	h.rt.live, h.rt.listErr = map[string]bool{"live": true}, nil
-	gone := filepath.Join(execpolicy.RecordDir(h.dir), "gone")
+	gone := filepath.Join(filepath.Join(h.dir, "execs"), "gone")
 	if err := os.Chtimes(gone, time.Time{}, time.Now()); err != nil {
 		t.Fatal(err)
 	}
@@ -512,7 +512,7 @@ func TestGCRemovesGoneContainers(t *testing.T) {
 		t.Fatal(err)
 	}
 	h.m.gc(ctx, h.clock.now())
-	if _, err := os.Stat(filepath.Join(execpolicy.RecordDir(h.dir), "gone")); !errors.Is(err, os.ErrNotExist) {
+	if _, err := os.Stat(filepath.Join(filepath.Join(h.dir, "execs"), "gone")); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("gone container's records still there: %v", err)
 	}
 	if _, err := h.store.Get("live", "e1"); err != nil {
@@ -530,26 +530,6 @@ func TestGCRemovesGoneContainers(t *testing.T) {
 	}
 }
 
-func TestGCRemovesStaleTempFiles(t *testing.T) {
-	h := newHarness(t)
-	h.decide(t, "c1", "e1", execpolicy.StateRefused, "refuse")
-	tmp := filepath.Join(execpolicy.RecordDir(h.dir), "c1", ".e2.json.tmp-123")
-	if err := os.WriteFile(tmp, []byte(`{"sta`), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	h.m.scan(false)
-	if _, err := os.Stat(tmp); err != nil {
-		t.Fatal("fresh temp file removed: a writer may still be using it")
-	}
-	if err := os.Chtimes(tmp, time.Time{}, time.Now().Add(-2*time.Minute)); err != nil {
-		t.Fatal(err)
-	}
-	h.m.scan(false)
-	if _, err := os.Stat(tmp); !errors.Is(err, os.ErrNotExist) {
-		t.Errorf("stale temp file kept: %v", err)
-	}
-}
-
 // TestRunAuditsShimRecords runs the Manager's loop on the real clock: a
 // record the shim writes while it runs gets its audit lines.
 func TestRunAuditsShimRecords(t *testing.T) {
@@ -558,9 +538,9 @@ func TestRunAuditsShimRecords(t *testing.T) {
 	done := make(chan error)
 	go func() { done <- h.m.Run(ctx) }()
 	// Not h.startRecord and h.exit: the loop reads h.alive meanwhile.
-	h.decide(t, "c1", "e1", execpolicy.StateCreated, "allow")
-	h.decide(t, "c1", "e1", execpolicy.StateRunning, "allow", func(r *execpolicy.Record) { r.Pid = 100 })
-	h.decide(t, "c1", "e1", execpolicy.StateExited, "allow", func(r *execpolicy.Record) { r.ExitCode = code(3) })
+	h.decide(t, "c1", "e1", state.StateCreated, "allow")
+	h.decide(t, "c1", "e1", state.StateRunning, "allow", func(r *state.Record) { r.Pid = 100 })
+	h.decide(t, "c1", "e1", state.StateExited, "allow", func(r *state.Record) { r.ExitCode = code(3) })
 	deadline := time.Now().Add(20 * time.Second)
 	for {
 		r, err := h.store.Get("c1", "e1")

@@ -1,9 +1,11 @@
 package lifecycle
 
 import (
+	"errors"
 	"time"
 
-	"github.com/execguard/execguard/execpolicy"
+	"github.com/execguard/execguard/state"
+	"golang.org/x/sys/unix"
 )
 
 // unstartedTimeout is how long a record may stay created without a pid
@@ -26,13 +28,13 @@ const exitGrace = 30 * time.Second
 // finished one. Callers hold a record for exitGrace before closing it (see
 // Manager.reconcile). A later exit written by the shim replaces the
 // unknown code.
-func Reconcile(r *execpolicy.Record, now time.Time, alive func(pid int) bool) bool {
+func Reconcile(r *state.Record, now time.Time, alive func(pid int) bool) bool {
 	switch r.State {
-	case execpolicy.StateRunning:
+	case state.StateRunning:
 		if r.Pid > 0 && alive(r.Pid) {
 			return false
 		}
-	case execpolicy.StateCreated:
+	case state.StateCreated:
 		if r.Pid > 0 {
 			if alive(r.Pid) {
 				return false
@@ -48,8 +50,14 @@ func Reconcile(r *execpolicy.Record, now time.Time, alive func(pid int) bool) bo
 }
 
 // exitUnknown marks r exited at now with an unknown exit code.
-func exitUnknown(r *execpolicy.Record, now time.Time) {
-	r.State = execpolicy.StateExited
+func exitUnknown(r *state.Record, now time.Time) {
+	r.State = state.StateExited
 	r.ExitCode = nil
 	r.ExitedAt = now
+}
+
+// pidAlive reports whether a process with pid exists.
+func pidAlive(pid int) bool {
+	err := unix.Kill(pid, 0)
+	return err == nil || errors.Is(err, unix.EPERM)
 }

@@ -4,7 +4,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/execguard/execguard/execpolicy"
+	"github.com/execguard/execguard/state"
 )
 
 var t0 = time.Date(2025, 6, 1, 12, 0, 0, 0, time.UTC)
@@ -14,7 +14,7 @@ func at(s int) time.Time { return t0.Add(time.Duration(s) * time.Second) }
 func code(c int) *int { return &c }
 
 // sameRecord compares what Reconcile may touch.
-func sameRecord(a, b execpolicy.Record) bool {
+func sameRecord(a, b state.Record) bool {
 	ca, cb := -1, -1
 	if a.ExitCode != nil {
 		ca = *a.ExitCode
@@ -32,20 +32,20 @@ func TestReconcile(t *testing.T) {
 	now := at(600)
 	tests := []struct {
 		name string
-		r    execpolicy.Record
+		r    state.Record
 		want bool
 	}{
-		{"running, pid alive", execpolicy.Record{State: execpolicy.StateRunning, Pid: 42}, false},
-		{"running, pid gone", execpolicy.Record{State: execpolicy.StateRunning, Pid: 43}, true},
-		{"running without pid", execpolicy.Record{State: execpolicy.StateRunning}, true},
-		{"created just now", execpolicy.Record{State: execpolicy.StateCreated, RequestedAt: now.Add(-time.Second)}, false},
-		{"created over a minute ago", execpolicy.Record{State: execpolicy.StateCreated, RequestedAt: now.Add(-2 * time.Minute)}, true},
-		{"created without a request time", execpolicy.Record{State: execpolicy.StateCreated}, false},
-		{"created with a live pid", execpolicy.Record{State: execpolicy.StateCreated, Pid: 42, RequestedAt: now.Add(-time.Hour)}, false},
-		{"created with a dead pid", execpolicy.Record{State: execpolicy.StateCreated, Pid: 43, RequestedAt: now.Add(-time.Second)}, true},
-		{"refused", execpolicy.Record{State: execpolicy.StateRefused, RequestedAt: at(0)}, false},
-		{"exited", execpolicy.Record{State: execpolicy.StateExited, ExitCode: code(0), ExitedAt: at(1)}, false},
-		{"exited, code unknown", execpolicy.Record{State: execpolicy.StateExited, ExitedAt: at(1)}, false},
+		{"running, pid alive", state.Record{State: state.StateRunning, Pid: 42}, false},
+		{"running, pid gone", state.Record{State: state.StateRunning, Pid: 43}, true},
+		{"running without pid", state.Record{State: state.StateRunning}, true},
+		{"created just now", state.Record{State: state.StateCreated, RequestedAt: now.Add(-time.Second)}, false},
+		{"created over a minute ago", state.Record{State: state.StateCreated, RequestedAt: now.Add(-2 * time.Minute)}, true},
+		{"created without a request time", state.Record{State: state.StateCreated}, false},
+		{"created with a live pid", state.Record{State: state.StateCreated, Pid: 42, RequestedAt: now.Add(-time.Hour)}, false},
+		{"created with a dead pid", state.Record{State: state.StateCreated, Pid: 43, RequestedAt: now.Add(-time.Second)}, true},
+		{"refused", state.Record{State: state.StateRefused, RequestedAt: at(0)}, false},
+		{"exited", state.Record{State: state.StateExited, ExitCode: code(0), ExitedAt: at(1)}, false},
+		{"exited, code unknown", state.Record{State: state.StateExited, ExitedAt: at(1)}, false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -53,7 +53,7 @@ func TestReconcile(t *testing.T) {
 			if got := Reconcile(&r, now, alive); got != tt.want {
 				t.Fatalf("Reconcile = %v, want %v", got, tt.want)
 			}
-			if tt.want && (r.State != execpolicy.StateExited || r.ExitCode != nil || !r.ExitedAt.Equal(now)) {
+			if tt.want && (r.State != state.StateExited || r.ExitCode != nil || !r.ExitedAt.Equal(now)) {
 				t.Errorf("record %+v: want exited, unknown code, at now", r)
 			}
 			if !tt.want && !sameRecord(r, tt.r) {

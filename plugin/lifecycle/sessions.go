@@ -1,15 +1,12 @@
 package lifecycle
 
 import (
-	"os"
-	"path/filepath"
 	"sort"
-	"strings"
 
 	"github.com/sirupsen/logrus"
 
-	"github.com/execguard/execguard/execpolicy"
 	"github.com/execguard/execguard/plugin/metrics"
+	"github.com/execguard/execguard/state"
 )
 
 // capSessions keeps the session recordings within limit bytes in all
@@ -20,43 +17,33 @@ func (m *Manager) capSessions(limit int64) {
 	if limit <= 0 {
 		return
 	}
-	type cast struct {
-		k    key
-		path string
-		size int64
-		mod  int64
+	casts, err := m.store.Sessions()
+	if err != nil {
+		m.log.WithError(err).Warn("gc: list session recordings")
 	}
-	paths, _ := filepath.Glob(filepath.Join(execpolicy.RecordDir(m.o.StateDir), "*", "*"+execpolicy.SessionExt))
-	var casts []cast
 	var total int64
-	for _, p := range paths {
-		fi, err := os.Lstat(p)
-		if err != nil || !fi.Mode().IsRegular() {
-			continue
-		}
-		k := key{filepath.Base(filepath.Dir(p)), strings.TrimSuffix(filepath.Base(p), execpolicy.SessionExt)}
-		casts = append(casts, cast{k, p, fi.Size(), fi.ModTime().UnixNano()})
-		total += fi.Size()
+	for _, c := range casts {
+		total += c.Size
 	}
 	if total <= limit {
 		return
 	}
-	sort.Slice(casts, func(i, j int) bool { return casts[i].mod < casts[j].mod })
+	sort.Slice(casts, func(i, j int) bool { return casts[i].ModTime.Before(casts[j].ModTime) })
 	for _, c := range casts {
 		if total <= limit {
 			break
 		}
-		ct := m.ctrs[c.k.cid]
-		if ct == nil || ct.execs[c.k.eid] == nil || !ct.execs[c.k.eid].finished() {
+		ct := m.ctrs[c.ContainerID]
+		if ct == nil || ct.execs[c.ExecID] == nil || !ct.execs[c.ExecID].finished() {
 			continue
 		}
-		if err := os.Remove(c.path); err != nil {
-			m.log.WithError(err).WithFields(logrus.Fields{"container": c.k.cid, "exec": c.k.eid}).Warn("gc: remove session recording")
+		if err := m.store.RemoveSession(c.ContainerID, c.ExecID); err != nil {
+			m.log.WithError(err).WithFields(logrus.Fields{"container": c.ContainerID, "exec": c.ExecID}).Warn("gc: remove session recording")
 			continue
 		}
-		total -= c.size
+		total -= c.Size
 		metrics.GCRemovals.WithLabelValues("session").Inc()
-		m.update(c.k.cid, c.k.eid, func(r *execpolicy.Record) bool {
+		m.update(c.ContainerID, c.ExecID, func(r *state.Record) bool {
 			r.SessionNote = "recording removed by GC ([sessions] total_bytes)"
 			return true
 		})

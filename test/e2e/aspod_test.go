@@ -13,7 +13,7 @@ import (
 	"time"
 
 	"github.com/execguard/execguard/conf"
-	"github.com/execguard/execguard/execpolicy"
+	"github.com/execguard/execguard/state"
 	"github.com/execguard/execguard/test/e2e/harness"
 )
 
@@ -171,7 +171,7 @@ func TestAsPod(t *testing.T) {
 	waitCurrent := func(d string) {
 		t.Helper()
 		eg.Eventually(60*time.Second, "config "+d+" published by the plugin pod", func() error {
-			cur, err := conf.LoadCurrent(eg.StateDir)
+			cur, err := state.At(eg.StateDir).Snapshots().LoadCurrent()
 			if err != nil {
 				return err
 			}
@@ -199,7 +199,7 @@ func TestAsPod(t *testing.T) {
 
 	stderr := c.execErr(app, "sh", "-c", "echo hi")
 	checkCrictlRefusal(t, "crictl exec sh", stderr, `execguard: exec of "sh" refused by rule "prod-deny" (deny_commands)`)
-	r := waitRecord(t, eg, app, isState(execpolicy.StateRefused), "sh", "-c", "echo hi")
+	r := waitRecord(t, eg, app, isState(state.StateRefused), "sh", "-c", "echo hi")
 	checkRecord(t, r, "refuse", "prod-deny", "deny_commands")
 	// The audit line comes from the plugin in the pod, through its mount.
 	eg.AuditPath = filepath.Join(auditDir, "exec.log")
@@ -208,7 +208,7 @@ func TestAsPod(t *testing.T) {
 	if out := c.exec(app, "echo", "allowed"); out != "allowed\n" {
 		t.Errorf("echo allowed: got %q", out)
 	}
-	r = waitRecord(t, eg, app, isState(execpolicy.StateExited), "echo", "allowed")
+	r = waitRecord(t, eg, app, isState(state.StateExited), "echo", "allowed")
 	if r.ExitCode == nil || *r.ExitCode != 0 {
 		t.Errorf("record of echo: exit code %v, want 0", r.ExitCode)
 	}
@@ -233,12 +233,12 @@ func TestAsPod(t *testing.T) {
 		time.Sleep(wait)
 	}
 	recs := findRecords(eg.Execs("--container", app), "sleep", "50")
-	if len(recs) != 1 || recs[0].State != execpolicy.StateRunning {
+	if len(recs) != 1 || recs[0].State != state.StateRunning {
 		t.Errorf("record of the running `sleep 50` after 42s: want one, running; got%s", describe(recs))
 	}
 	wg.Wait()
-	waitRecord(t, eg, app, func(r execpolicy.Record) bool {
-		return r.State == execpolicy.StateExited && r.ExitCode != nil && *r.ExitCode == 0
+	waitRecord(t, eg, app, func(r state.Record) bool {
+		return r.State == state.StateExited && r.ExitCode != nil && *r.ExitCode == 0
 	}, "sleep", "50")
 }
 

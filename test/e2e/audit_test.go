@@ -5,7 +5,7 @@ package e2e
 import (
 	"testing"
 
-	"github.com/execguard/execguard/execpolicy"
+	"github.com/execguard/execguard/state"
 	"github.com/execguard/execguard/test/e2e/harness"
 )
 
@@ -28,7 +28,7 @@ kill_grace = "1s"
 	if out := c.exec(watched, "sh", "-c", "sleep 3; echo done"); out != "done\n" {
 		t.Fatalf("audited exec: got %q, want it to run to the end", out)
 	}
-	r := waitRecord(t, eg, watched, isState(execpolicy.StateExited), "sh", "-c", "sleep 3; echo done")
+	r := waitRecord(t, eg, watched, isState(state.StateExited), "sh", "-c", "sleep 3; echo done")
 	checkRecord(t, r, "refuse", "watch-only", "deny_commands")
 	if !r.Audit || r.KilledBy != "" || r.ExitCode == nil || *r.ExitCode != 0 {
 		t.Errorf("record: audit %v killed_by %q exit %v; want audit, not killed, exit 0", r.Audit, r.KilledBy, r.ExitCode)

@@ -9,7 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/execguard/execguard/execpolicy"
+	"github.com/execguard/execguard/state"
 	"github.com/execguard/execguard/test/e2e/harness"
 )
 
@@ -34,17 +34,17 @@ max_concurrent = 1
 		}
 		first <- err
 	}()
-	waitRecord(t, eg, busy, isState(execpolicy.StateRunning), "sleep", "6")
+	waitRecord(t, eg, busy, isState(state.StateRunning), "sleep", "6")
 
 	stderr := c.execErr(busy, "true")
 	checkCrictlRefusal(t, "second exec", stderr, `refused by rule "one-at-a-time" (max_concurrent)`)
-	r := waitRecord(t, eg, busy, isState(execpolicy.StateRefused), "true")
+	r := waitRecord(t, eg, busy, isState(state.StateRefused), "true")
 	checkRecord(t, r, "refuse", "one-at-a-time", "max_concurrent")
 
 	if err := <-first; err != nil {
 		t.Fatalf("first exec: %v", err)
 	}
-	waitRecord(t, eg, busy, isState(execpolicy.StateExited), "sleep", "6")
+	waitRecord(t, eg, busy, isState(state.StateExited), "sleep", "6")
 	if out := c.exec(busy, "echo", "again"); out != "again\n" {
 		t.Errorf("exec after the first exited: got %q", out)
 	}
@@ -102,7 +102,7 @@ max_concurrent = 1
 		t.Errorf("%d execs succeeded and %d were refused naming max_concurrent, want 1 and %d", ok, refusedN, n-1)
 	}
 
-	var recs []execpolicy.Record
+	var recs []state.Record
 	eg.Eventually(30*time.Second, "records of the burst", func() error {
 		all, err := eg.TryExecs("--container", busy)
 		if err != nil {
@@ -112,9 +112,9 @@ max_concurrent = 1
 		exited, refused := 0, 0
 		for _, r := range recs {
 			switch {
-			case r.State == execpolicy.StateExited && r.ExitCode != nil && *r.ExitCode == 0:
+			case r.State == state.StateExited && r.ExitCode != nil && *r.ExitCode == 0:
 				exited++
-			case r.State == execpolicy.StateRefused && r.Check == "max_concurrent":
+			case r.State == state.StateRefused && r.Check == "max_concurrent":
 				refused++
 			}
 		}
@@ -125,7 +125,7 @@ max_concurrent = 1
 		return nil
 	})
 	for _, r := range recs {
-		if r.State == execpolicy.StateRefused {
+		if r.State == state.StateRefused {
 			checkRecord(t, r, "refuse", "one-at-a-time", "max_concurrent")
 		}
 	}

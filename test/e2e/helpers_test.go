@@ -10,7 +10,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/execguard/execguard/execpolicy"
+	"github.com/execguard/execguard/state"
 	"github.com/execguard/execguard/test/e2e/harness"
 )
 
@@ -91,8 +91,8 @@ func (c cri) annotations(ctr string) map[string]string {
 }
 
 // findRecord returns the records whose args equal args.
-func findRecords(recs []execpolicy.Record, args ...string) []execpolicy.Record {
-	var out []execpolicy.Record
+func findRecords(recs []state.Record, args ...string) []state.Record {
+	var out []state.Record
 	for _, r := range recs {
 		if slices.Equal(r.Args, args) {
 			out = append(out, r)
@@ -103,16 +103,16 @@ func findRecords(recs []execpolicy.Record, args ...string) []execpolicy.Record {
 
 // waitRecord waits until `nri-execguard execs` lists exactly one record
 // of container ctr with args that satisfies ok, and returns it.
-func waitRecord(t *testing.T, eg *harness.Execguard, ctr string, ok func(execpolicy.Record) bool, args ...string) execpolicy.Record {
+func waitRecord(t *testing.T, eg *harness.Execguard, ctr string, ok func(state.Record) bool, args ...string) state.Record {
 	t.Helper()
-	var got execpolicy.Record
+	var got state.Record
 	eg.Eventually(30*time.Second, fmt.Sprintf("exec record of %q in %s", args, short(ctr)), func() error {
 		recs, err := eg.TryExecs("--container", ctr)
 		if err != nil {
 			return err
 		}
 		m := findRecords(recs, args...)
-		var match []execpolicy.Record
+		var match []state.Record
 		for _, r := range m {
 			if ok(r) {
 				match = append(match, r)
@@ -127,7 +127,7 @@ func waitRecord(t *testing.T, eg *harness.Execguard, ctr string, ok func(execpol
 	return got
 }
 
-func describe(recs []execpolicy.Record) string {
+func describe(recs []state.Record) string {
 	var b strings.Builder
 	for _, r := range recs {
 		code := "-"

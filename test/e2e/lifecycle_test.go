@@ -13,7 +13,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/execguard/execguard/execpolicy"
+	"github.com/execguard/execguard/state"
 	"github.com/execguard/execguard/test/e2e/harness"
 )
 
@@ -86,9 +86,9 @@ func TestLifecycle(t *testing.T) {
 		t.Errorf("crictl exec sleep 60 over max_duration 2s returned after %v", took)
 	}
 	t.Logf("sleep 60 under max_duration 2s returned after %v: %v", took.Round(time.Millisecond), err)
-	r = waitRecord(t, eg, worker, func(r execpolicy.Record) bool { return r.State == execpolicy.StateExited }, "sleep", "60")
+	r = waitRecord(t, eg, worker, func(r state.Record) bool { return r.State == state.StateExited }, "sleep", "60")
 	if r.KilledBy != "max_duration" || r.ExitCode == nil || *r.ExitCode == 0 {
-		t.Errorf("record of the killed exec: %s", describe([]execpolicy.Record{r}))
+		t.Errorf("record of the killed exec: %s", describe([]state.Record{r}))
 	}
 	if l := waitAudit(t, eg, "exit", r.ExecID); l["killed_by"] != "max_duration" {
 		t.Errorf("audit exit line of the killed exec: %v, want killed_by max_duration", l)
@@ -101,7 +101,7 @@ func TestLifecycle(t *testing.T) {
 		if err := noRecordsOf(eg, worker); err != nil {
 			return err
 		}
-		if _, err := os.Lstat(filepath.Join(execpolicy.RecordDir(eg.StateDir), worker)); err == nil {
+		if _, err := os.Lstat(filepath.Join(filepath.Join(eg.StateDir, "execs"), worker)); err == nil {
 			return errors.New("its record directory is still there")
 		}
 		return nil
@@ -113,9 +113,9 @@ func TestLifecycle(t *testing.T) {
 	c.removePod(keepPod)
 }
 
-func exitedWith(code int) func(execpolicy.Record) bool {
-	return func(r execpolicy.Record) bool {
-		return r.State == execpolicy.StateExited && r.ExitCode != nil && *r.ExitCode == code
+func exitedWith(code int) func(state.Record) bool {
+	return func(r state.Record) bool {
+		return r.State == state.StateExited && r.ExitCode != nil && *r.ExitCode == code
 	}
 }
 
@@ -159,9 +159,9 @@ func TestMaxDurationWithoutPlugin(t *testing.T) {
 	if took > 15*time.Second {
 		t.Errorf("crictl exec sleep 60 over max_duration 2s returned after %v, want within a few seconds", took)
 	}
-	r := waitRecord(t, eg, worker, isState(execpolicy.StateExited), "sleep", "60")
+	r := waitRecord(t, eg, worker, isState(state.StateExited), "sleep", "60")
 	if r.KilledBy != "max_duration" || r.ExitCode == nil || *r.ExitCode == 0 || r.Pid == 0 || r.ExitedAt.IsZero() {
-		t.Errorf("record of the killed exec: %s, want exited, killed_by max_duration, a non-zero exit code, pid and exit time", describe([]execpolicy.Record{r}))
+		t.Errorf("record of the killed exec: %s, want exited, killed_by max_duration, a non-zero exit code, pid and exit time", describe([]state.Record{r}))
 	}
 	if !r.ExitedAt.IsZero() && !r.StartedAt.IsZero() {
 		if d := r.ExitedAt.Sub(r.StartedAt); d < 2*time.Second || d > 10*time.Second {

@@ -13,6 +13,7 @@ import (
 	"github.com/containerd/errdefs"
 
 	"github.com/execguard/execguard/execpolicy"
+	"github.com/execguard/execguard/state"
 	"github.com/execguard/execguard/test/e2e/harness"
 )
 
@@ -54,7 +55,7 @@ func TestPolicy(t *testing.T) {
 	stderr := c.execErr(app, "sh", "-c", "echo hi")
 	want := `execguard: exec of "sh" refused by rule "prod-no-shells" (deny_commands)`
 	checkCrictlRefusal(t, "crictl exec sh", stderr, want)
-	r := waitRecord(t, eg, app, isState(execpolicy.StateRefused), "sh", "-c", "echo hi")
+	r := waitRecord(t, eg, app, isState(state.StateRefused), "sh", "-c", "echo hi")
 	checkRecord(t, r, "refuse", "prod-no-shells", "deny_commands")
 	checkAudit(t, eg, r.ExecID, "refuse", "prod-no-shells")
 
@@ -69,12 +70,12 @@ func TestPolicy(t *testing.T) {
 	if out := c.exec(app, "id", "-u"); out != "1000\n" {
 		t.Errorf("id -u: got %q, want 1000", out)
 	}
-	r = waitRecord(t, eg, app, isState(execpolicy.StateExited), "pwd")
+	r = waitRecord(t, eg, app, isState(state.StateExited), "pwd")
 	checkRecord(t, r, "adjust", "", "")
 	if r.Cwd != "/tmp" || !anyContains(r.Adjustments, "/tmp") {
 		t.Errorf("record of pwd: cwd %q adjustments %q, want cwd /tmp and its adjustment", r.Cwd, r.Adjustments)
 	}
-	r = waitRecord(t, eg, app, isState(execpolicy.StateExited), "env")
+	r = waitRecord(t, eg, app, isState(state.StateExited), "env")
 	if !anyContains(r.Adjustments, "EXECGUARD_E2E") {
 		t.Errorf("record of env: adjustments %q, want the env one", r.Adjustments)
 	}
@@ -88,7 +89,7 @@ func TestPolicy(t *testing.T) {
 	} else {
 		checkCtrRefusal(t, "ctr task exec --user 0", stderr, want)
 	}
-	r = waitRecord(t, eg, app, isState(execpolicy.StateRefused), "id", "-u")
+	r = waitRecord(t, eg, app, isState(state.StateRefused), "id", "-u")
 	if r.ExecID != "root1" {
 		t.Errorf("record of the root exec: exec id %q, want root1", r.ExecID)
 	}
@@ -110,7 +111,7 @@ func TestPolicy(t *testing.T) {
 	} else if !errdefs.IsPermissionDenied(err) {
 		t.Errorf("privileged exec under deny: err %v (%T), want a permission-denied error", err, err)
 	}
-	r = waitRecord(t, eg, app, func(r execpolicy.Record) bool { return r.ExecID == "priv-deny" && r.State == execpolicy.StateRefused }, grep...)
+	r = waitRecord(t, eg, app, func(r state.Record) bool { return r.ExecID == "priv-deny" && r.State == state.StateRefused }, grep...)
 	checkRecord(t, r, "refuse", execpolicy.RuleDefault, "privileged")
 	checkAudit(t, eg, "priv-deny", "refuse", "")
 
@@ -123,7 +124,7 @@ func TestPolicy(t *testing.T) {
 	if got := capBnd(t, out); got != own {
 		t.Errorf("privileged exec under clamp: CapBnd %x, want the container's %x", got, own)
 	}
-	r = waitRecord(t, eg, app, func(r execpolicy.Record) bool { return r.ExecID == "priv-clamp" && r.Finished() }, grep...)
+	r = waitRecord(t, eg, app, func(r state.Record) bool { return r.ExecID == "priv-clamp" && r.Finished() }, grep...)
 	checkRecord(t, r, "adjust", "", "")
 	if !anyContains(r.Adjustments, "CAP_SYS_ADMIN") {
 		t.Errorf("clamped exec: adjustments %q, want CAP_SYS_ADMIN named", r.Adjustments)
@@ -163,12 +164,12 @@ func checkCtrRefusal(t *testing.T, what, stderr, reason string) {
 	}
 }
 
-func isState(s string) func(execpolicy.Record) bool {
-	return func(r execpolicy.Record) bool { return r.State == s }
+func isState(s string) func(state.Record) bool {
+	return func(r state.Record) bool { return r.State == s }
 }
 
 // checkRecord checks a record's verdict and, when not "", its rule and check.
-func checkRecord(t *testing.T, r execpolicy.Record, verdict, rule, check string) {
+func checkRecord(t *testing.T, r state.Record, verdict, rule, check string) {
 	t.Helper()
 	if r.Verdict != verdict || (rule != "" && r.Rule != rule) || (check != "" && r.Check != check) {
 		t.Errorf("record %s %q: verdict %q rule %q check %q, want %q %q %q (reason %q)",
@@ -236,7 +237,7 @@ deny_root = true
 	checkCtrRefusal(t, "ctr task exec --user 0", stderr, `exec as root (uid 0) refused by rule "no-root" (deny_root)`)
 	t.Logf("ctr: %v: %s", err, strings.TrimSpace(stderr))
 
-	r := waitRecord(t, eg, ctr, isState(execpolicy.StateRefused), "id")
+	r := waitRecord(t, eg, ctr, isState(state.StateRefused), "id")
 	if r.ExecID != eid {
 		t.Errorf("record of the refused exec: exec id %q, want %s", r.ExecID, eid)
 	}

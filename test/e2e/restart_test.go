@@ -8,9 +8,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/execguard/execguard/execpolicy"
+	"github.com/execguard/execguard/state"
 	"github.com/execguard/execguard/test/e2e/harness"
-	"github.com/execguard/execguard/wrappers"
 )
 
 // restartConfig denies shells in pods labelled team=blue: a rule that
@@ -95,7 +94,7 @@ func TestRestarts(t *testing.T) {
 	// label rule now reaches it too; earlier records are still listed.
 	eg.StartPlugin()
 	eg.Eventually(30*time.Second, "facts of c3 restored", func() error {
-		f, err := execpolicy.OpenFactsExisting(eg.StateDir).Read(c3)
+		f, err := state.At(eg.StateDir).Facts().Read(c3)
 		if err != nil {
 			return err
 		}
@@ -122,7 +121,7 @@ func TestRestarts(t *testing.T) {
 	// was down, are collected, and every pin goes with its container.
 	eg.Eventually(30*time.Second, "records of c4 collected", func() error { return noRecordsOf(eg, c4) })
 	eg.Eventually(30*time.Second, "pins of removed containers collected", func() error {
-		pins, err := wrappers.OpenPinsExisting(eg.StateDir).List()
+		pins, err := state.At(eg.StateDir).Pins().List()
 		if err != nil {
 			return err
 		}
@@ -146,7 +145,7 @@ func managed(t *testing.T, c cri, ctr string) {
 	if got, ok := c.annotations(ctr)["execguard.io/runtime"]; ok {
 		t.Errorf("%s: annotation execguard.io/runtime = %q, want none (the pod selected no runtime)", short(ctr), got)
 	}
-	if f, err := execpolicy.OpenFactsExisting(c.eg.StateDir).Read(ctr); err != nil || f.Labels["team"] != "blue" {
+	if f, err := state.At(c.eg.StateDir).Facts().Read(ctr); err != nil || f.Labels["team"] != "blue" {
 		t.Errorf("%s: facts %+v (%v), want the pod's label team=blue (recorded by the plugin)", short(ctr), f, err)
 	}
 	if pin, err := c.eg.Pin(ctr); err != nil || pin.Spec.Runtime != "runc" {
@@ -180,9 +179,9 @@ func TestExecAcrossContainerdRestart(t *testing.T) {
 		}
 		done <- err
 	}()
-	r := waitRecord(t, eg, ctr, isState(execpolicy.StateRunning), "sleep", "5")
+	r := waitRecord(t, eg, ctr, isState(state.StateRunning), "sleep", "5")
 	if r.Pid == 0 {
-		t.Errorf("running record: no pid: %s", describe([]execpolicy.Record{r}))
+		t.Errorf("running record: no pid: %s", describe([]state.Record{r}))
 	}
 	eg.RestartContainerd()
 	// crictl's stream went with the old containerd: its result does not
@@ -196,7 +195,7 @@ func TestExecAcrossContainerdRestart(t *testing.T) {
 	got := waitRecord(t, eg, ctr, exitedWith(0), "sleep", "5")
 	if got.ExecID != r.ExecID || got.Pid != r.Pid || got.Pid == 0 || got.ExitedAt.IsZero() || got.KilledBy != "" {
 		t.Errorf("record after the restart: %s (pid %d exited %v), want exec %s, pid %d, exited with 0 at a time",
-			describe([]execpolicy.Record{got}), got.Pid, got.ExitedAt, r.ExecID, r.Pid)
+			describe([]state.Record{got}), got.Pid, got.ExitedAt, r.ExecID, r.Pid)
 	}
 	if d := got.ExitedAt.Sub(got.StartedAt); d < 4*time.Second || d > 30*time.Second {
 		t.Errorf("record after the restart: ran %v (started %v, exited %v), want about 5s", d, got.StartedAt, got.ExitedAt)

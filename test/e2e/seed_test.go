@@ -9,8 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/execguard/execguard/state"
 	"github.com/execguard/execguard/test/e2e/harness"
-	"github.com/execguard/execguard/wrappers"
 )
 
 // Markers carried by runtime "alt" as its configured args. runc's --criu
@@ -45,7 +45,7 @@ args = ["--criu", %q]
 func TestSeedReloadKeepsContainersOnTheirRuntime(t *testing.T) {
 	eg := harness.StartExecguard(t, harness.ExecguardOptions{Config: altConfig(markerV1)})
 	c := cri{t, eg}
-	wstore := wrappers.OpenExisting(eg.StateDir)
+	wstore := state.At(eg.StateDir).Wrappers()
 
 	pod := eg.RunPod("seed", map[string]string{"app": "seed"}, harness.HandlerAlt)
 	c1 := c.start(pod, "c1")
@@ -190,7 +190,7 @@ func TestSeedReloadKeepsContainersOnTheirRuntime(t *testing.T) {
 }
 
 // mustPin returns ctr's pin and checks it names runtime rt with --criu marker.
-func mustPin(t *testing.T, eg *harness.Execguard, ctr, rt, marker string) wrappers.Pin {
+func mustPin(t *testing.T, eg *harness.Execguard, ctr, rt, marker string) state.Pin {
 	t.Helper()
 	pin, err := eg.Pin(ctr)
 	if err != nil {

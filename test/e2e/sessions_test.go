@@ -13,7 +13,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/execguard/execguard/execpolicy"
+	"github.com/execguard/execguard/state"
 	"github.com/execguard/execguard/test/e2e/harness"
 )
 
@@ -73,10 +73,10 @@ func readCast(t *testing.T, path string) (map[string]any, []castEvent) {
 }
 
 // recorded waits for the finished recording of the exec with args in ctr.
-func recorded(t *testing.T, eg *harness.Execguard, ctr string, args ...string) execpolicy.Record {
+func recorded(t *testing.T, eg *harness.Execguard, ctr string, args ...string) state.Record {
 	t.Helper()
-	return waitRecord(t, eg, ctr, func(r execpolicy.Record) bool {
-		return r.State == execpolicy.StateExited && r.SessionDigest != ""
+	return waitRecord(t, eg, ctr, func(r state.Record) bool {
+		return r.State == state.StateExited && r.SessionDigest != ""
 	}, args...)
 }
 
@@ -230,7 +230,7 @@ func TestSessionRecording(t *testing.T) {
 	if _, stderr, err := eg.Crictl("exec", quiet, "echo", "unrecorded"); err != nil {
 		t.Fatalf("%v: %s", err, stderr)
 	}
-	r = waitRecord(t, eg, quiet, func(r execpolicy.Record) bool { return r.State == execpolicy.StateExited }, "echo", "unrecorded")
+	r = waitRecord(t, eg, quiet, func(r state.Record) bool { return r.State == state.StateExited }, "echo", "unrecorded")
 	if r.Session != "" {
 		t.Fatalf("record = \"off\" recorded %s", r.Session)
 	}

@@ -17,7 +17,7 @@ import (
 	"time"
 
 	"github.com/execguard/execguard/conf"
-	"github.com/execguard/execguard/execpolicy"
+	"github.com/execguard/execguard/state"
 	"github.com/execguard/execguard/wrappers"
 )
 
@@ -318,7 +318,7 @@ func (eg *Execguard) Reload(cfg string) string {
 func (eg *Execguard) WaitApplied(digest string) {
 	eg.t.Helper()
 	eg.Eventually(30*time.Second, "config "+digest+" applied", func() error {
-		cur, err := conf.LoadCurrent(eg.StateDir)
+		cur, err := state.At(eg.StateDir).Snapshots().LoadCurrent()
 		if err != nil {
 			return err
 		}
@@ -525,7 +525,7 @@ func tail(s string, n int) string {
 
 // Execs runs `nri-execguard execs --json` with extra filter args and
 // returns the records.
-func (eg *Execguard) Execs(filter ...string) []execpolicy.Record {
+func (eg *Execguard) Execs(filter ...string) []state.Record {
 	eg.t.Helper()
 	recs, err := eg.TryExecs(filter...)
 	if err != nil {
@@ -535,13 +535,13 @@ func (eg *Execguard) Execs(filter ...string) []execpolicy.Record {
 }
 
 // TryExecs is Execs returning its error.
-func (eg *Execguard) TryExecs(filter ...string) ([]execpolicy.Record, error) {
+func (eg *Execguard) TryExecs(filter ...string) ([]state.Record, error) {
 	args := append([]string{"execs", "--state-dir", eg.StateDir, "--json"}, filter...)
 	out, err := eg.cliStdout(args...)
 	if err != nil {
 		return nil, err
 	}
-	var recs []execpolicy.Record
+	var recs []state.Record
 	if err := json.Unmarshal(out, &recs); err != nil {
 		return nil, fmt.Errorf("nri-execguard %s: %w\n%s", strings.Join(args, " "), err, out)
 	}
@@ -585,20 +585,20 @@ func (eg *Execguard) cliStdout(args ...string) ([]byte, error) {
 }
 
 // Pin returns the pin of container id from the state dir.
-func (eg *Execguard) Pin(id string) (wrappers.Pin, error) {
-	return wrappers.OpenPinsExisting(eg.StateDir).Read(id)
+func (eg *Execguard) Pin(id string) (state.Pin, error) {
+	return state.At(eg.StateDir).Pins().Read(id)
 }
 
 // WrapperExists tells whether the wrapper file name is in the state dir.
 func (eg *Execguard) WrapperExists(name string) bool {
-	_, err := os.Lstat(wrappers.OpenExisting(eg.StateDir).Path(name))
+	_, err := os.Lstat(state.At(eg.StateDir).Wrappers().Path(name))
 	return err == nil
 }
 
 // Current returns the current published snapshot.
 func (eg *Execguard) Current() *conf.Snapshot {
 	eg.t.Helper()
-	s, err := conf.LoadCurrent(eg.StateDir)
+	s, err := state.At(eg.StateDir).Snapshots().LoadCurrent()
 	if err != nil {
 		eg.t.Fatal(err)
 	}

@@ -1,4 +1,4 @@
-package wrappers
+package state_test
 
 import (
 	"fmt"
@@ -8,6 +8,9 @@ import (
 	"strconv"
 	"testing"
 	"time"
+
+	"github.com/execguard/execguard/state"
+	"github.com/execguard/execguard/wrappers"
 )
 
 // TestCrashLeavesNoPartialWrapper kills a process that keeps writing
@@ -16,26 +19,23 @@ import (
 // temp file, which List ignores and Remove collects.
 func TestCrashLeavesNoPartialWrapper(t *testing.T) {
 	if dir := os.Getenv("WRAPPERS_CRASH_CHILD"); dir != "" {
-		store, err := Open(dir)
-		if err != nil {
-			os.Exit(3)
-		}
+		store := state.At(dir).Wrappers()
 		big := make([]string, 2000) // large scripts make a torn write likely if writes were not atomic
 		for i := range big {
 			big[i] = fmt.Sprintf("--arg-%d", i)
 		}
 		for i := 0; ; i++ {
-			spec := Spec{Runtime: "runc", Path: "/usr/bin/runc", Args: append(big, strconv.Itoa(i))}
+			spec := wrappers.Spec{Runtime: "runc", Path: "/usr/bin/runc", Args: append(big, strconv.Itoa(i))}
 			if _, err := store.Ensure(spec); err != nil {
 				os.Exit(4)
 			}
 		}
 	}
-	state := t.TempDir()
+	dir := t.TempDir()
 	r := rand.New(rand.NewSource(1))
 	for round := 0; round < 20; round++ {
 		cmd := exec.Command(os.Args[0], "-test.run=^TestCrashLeavesNoPartialWrapper$")
-		cmd.Env = append(os.Environ(), "WRAPPERS_CRASH_CHILD="+state)
+		cmd.Env = append(os.Environ(), "WRAPPERS_CRASH_CHILD="+dir)
 		if err := cmd.Start(); err != nil {
 			t.Fatal(err)
 		}
@@ -43,10 +43,7 @@ func TestCrashLeavesNoPartialWrapper(t *testing.T) {
 		cmd.Process.Kill() // SIGKILL
 		cmd.Wait()
 	}
-	store, err := Open(state)
-	if err != nil {
-		t.Fatal(err)
-	}
+	store := state.At(dir).Wrappers()
 	infos, err := store.List()
 	if err != nil {
 		t.Fatal(err)
