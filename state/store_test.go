@@ -324,3 +324,12 @@ func TestPublishBoundsSnapshots(t *testing.T) {
 		t.Fatalf("%d snapshots kept, want at most %d", len(ents), keepSnapshots)
 	}
 }
+
+func compile(t *testing.T, toml string) *conf.Snapshot {
+	t.Helper()
+	s, err := conf.Compile(mustParse(t, toml))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
