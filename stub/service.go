@@ -105,7 +105,10 @@ type service struct {
 	snapshots *snapshotCache
 	records   *recordWriter
 	decide    func(*conf.Snapshot, *execpolicy.Container, *specs.Process) execpolicy.Decision
-	now       func() time.Time
+	// fallbackRuntime is the runtime that stops a container whose own
+	// runtime binary is gone.
+	fallbackRuntime func() string
+	now             func() time.Time
 
 	mu         sync.Mutex
 	containers map[string]*container
@@ -116,14 +119,15 @@ var _ shim.TTRPCService = (*service)(nil)
 
 func newService(ctx context.Context, dir *state.Dir) *service {
 	return &service{
-		ctx:        ctx,
-		dir:        dir,
-		snapshots:  &snapshotCache{store: dir.Snapshots()},
-		records:    newRecordWriter(dir.Records()),
-		decide:     execpolicy.Decide,
-		now:        time.Now,
-		containers: map[string]*container{},
-		execs:      map[execKey]*execution{},
+		ctx:             ctx,
+		dir:             dir,
+		snapshots:       &snapshotCache{store: dir.Snapshots()},
+		records:         newRecordWriter(dir.Records()),
+		decide:          execpolicy.Decide,
+		fallbackRuntime: func() string { return wrappers.FallbackSpec().Path },
+		now:             time.Now,
+		containers:      map[string]*container{},
+		execs:           map[execKey]*execution{},
 	}
 }
 
@@ -138,6 +142,7 @@ type container struct {
 	id     string
 	bundle string
 	pin    state.Pin
+	runc   runcState // where runc's shim keeps its state, for fallbackKill
 	// spec is the process and annotations of its config.json (nil if
 	// unreadable); a container's spec does not change after create.
 	spec *specs.Spec
@@ -205,7 +210,8 @@ func (s *service) Create(ctx context.Context, r *taskAPI.CreateTaskRequest) (_ *
 	lg.WithField("runtime", rt.Runtime).WithField("wrapper", pin.Wrapper).Debug("execguard: container pinned")
 	recordShimPath(lg, r.Bundle)
 	s.mu.Lock()
-	s.containers[r.ID] = &container{id: r.ID, bundle: r.Bundle, pin: pin, spec: spec}
+	s.containers[r.ID] = &container{id: r.ID, bundle: r.Bundle, pin: pin, spec: spec,
+		runc: runcStateOf(ctx, opts.Runc.Root, opts.Runc.SystemdCgroup)}
 	s.mu.Unlock()
 	return resp, nil
 }
@@ -306,8 +312,18 @@ func (s *service) Delete(ctx context.Context, r *taskAPI.DeleteRequest) (*taskAP
 
 // The calls below reach the runtime binary: the wrapper must be there.
 
+// Kill signals a container or an exec. An exec's kill never calls the
+// runtime; a container's does, and falls back to runc from PATH when the
+// container's runtime binary is gone (see fallbackKill).
 func (s *service) Kill(ctx context.Context, r *taskAPI.KillRequest) (*emptypb.Empty, error) {
 	s.ensureWrapper(ctx, r.ID)
+	if c := s.container(r.ID); c != nil && r.ExecID == "" && runtimeMissing(c) {
+		err := s.fallbackKill(ctx, c, r.Signal, r.All)
+		if err == nil {
+			return &emptypb.Empty{}, nil
+		}
+		log.G(ctx).WithField("container", r.ID).WithError(err).Warn("execguard: fallback kill failed")
+	}
 	return s.TTRPCTaskService.Kill(ctx, r)
 }
 
