@@ -142,7 +142,6 @@ type container struct {
 	id     string
 	bundle string
 	pin    state.Pin
-	runc   runcState // where runc's shim keeps its state, for fallbackKill
 	// spec is the process and annotations of its config.json (nil if
 	// unreadable); a container's spec does not change after create.
 	spec *specs.Spec
@@ -210,8 +209,7 @@ func (s *service) Create(ctx context.Context, r *taskAPI.CreateTaskRequest) (_ *
 	lg.WithField("runtime", rt.Runtime).WithField("wrapper", pin.Wrapper).Debug("execguard: container pinned")
 	recordShimPath(lg, r.Bundle)
 	s.mu.Lock()
-	s.containers[r.ID] = &container{id: r.ID, bundle: r.Bundle, pin: pin, spec: spec,
-		runc: runcStateOf(ctx, opts.Runc.Root, opts.Runc.SystemdCgroup)}
+	s.containers[r.ID] = &container{id: r.ID, bundle: r.Bundle, pin: pin, spec: spec}
 	s.mu.Unlock()
 	return resp, nil
 }
@@ -291,10 +289,18 @@ func (s *service) Start(ctx context.Context, r *taskAPI.StartRequest) (*taskAPI.
 	return resp, err
 }
 
-// Delete deletes a container (and its pin) or an exec.
-func (s *service) Delete(ctx context.Context, r *taskAPI.DeleteRequest) (*taskAPI.DeleteResponse, error) {
+// Delete deletes a container (and its pin) or an exec; with the
+// container's runtime binary gone, runc from PATH does it (see stopping).
+func (s *service) Delete(ctx context.Context, r *taskAPI.DeleteRequest) (resp *taskAPI.DeleteResponse, err error) {
 	s.ensureWrapper(ctx, r.ID)
-	resp, err := s.TTRPCTaskService.Delete(ctx, r)
+	var c *container
+	if r.ExecID == "" {
+		c = s.container(r.ID)
+	}
+	err = s.stopping(ctx, c, "deleting it", func() (err error) {
+		resp, err = s.TTRPCTaskService.Delete(ctx, r)
+		return err
+	})
 	if r.ExecID != "" {
 		s.execDeleted(execKey{r.ID, r.ExecID})
 		return resp, err
@@ -312,19 +318,19 @@ func (s *service) Delete(ctx context.Context, r *taskAPI.DeleteRequest) (*taskAP
 
 // The calls below reach the runtime binary: the wrapper must be there.
 
-// Kill signals a container or an exec. An exec's kill never calls the
-// runtime; a container's does, and falls back to runc from PATH when the
-// container's runtime binary is gone (see fallbackKill).
-func (s *service) Kill(ctx context.Context, r *taskAPI.KillRequest) (*emptypb.Empty, error) {
+// Kill signals a container or an exec; with the container's runtime
+// binary gone, runc from PATH does it (see stopping).
+func (s *service) Kill(ctx context.Context, r *taskAPI.KillRequest) (resp *emptypb.Empty, err error) {
 	s.ensureWrapper(ctx, r.ID)
-	if c := s.container(r.ID); c != nil && r.ExecID == "" && runtimeMissing(c) {
-		err := s.fallbackKill(ctx, c, r.Signal, r.All)
-		if err == nil {
-			return &emptypb.Empty{}, nil
-		}
-		log.G(ctx).WithField("container", r.ID).WithError(err).Warn("execguard: fallback kill failed")
+	var c *container
+	if r.ExecID == "" { // an exec's kill signals its pid: no runtime call
+		c = s.container(r.ID)
 	}
-	return s.TTRPCTaskService.Kill(ctx, r)
+	err = s.stopping(ctx, c, "killing it", func() (err error) {
+		resp, err = s.TTRPCTaskService.Kill(ctx, r)
+		return err
+	})
+	return resp, err
 }
 
 func (s *service) Pause(ctx context.Context, r *taskAPI.PauseRequest) (*emptypb.Empty, error) {
