@@ -1,8 +1,6 @@
 package state
 
 import (
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -11,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/execguard/execguard/internal/safefile"
 	"golang.org/x/sys/unix"
 )
 
@@ -190,27 +189,14 @@ func (d *Dir) readFile(rel string, limit int64) ([]byte, error) {
 	return b, nil
 }
 
-// tempPrefix and tempInfix name the temporary files of writeFile:
-// ".<name>.tmp-<random>". Listings skip them; GC removes stale ones.
-const (
-	tempPrefix = "."
-	tempInfix  = ".tmp-"
-)
-
 // IsTemp reports whether name is a temporary file of an interrupted write.
 func IsTemp(name string) bool {
-	return strings.HasPrefix(name, tempPrefix) && strings.Contains(name, tempInfix)
+	return strings.HasPrefix(name, safefile.TempPrefix) && strings.Contains(name, safefile.TempInfix)
 }
 
 // TempMaxAge is how old a temporary file must be before no writer can
 // still be working on it. File ages are on the wall clock, like file times.
 const TempMaxAge = time.Minute
-
-func randomSuffix() string {
-	var b [8]byte
-	rand.Read(b[:])
-	return hex.EncodeToString(b[:])
-}
 
 // writeFile atomically replaces rel with data: a temporary file in the same
 // directory is written, fsynced, chmodded and renamed over rel, then the
@@ -230,39 +216,7 @@ func (d *Dir) writeFile(rel string, data []byte, perm os.FileMode) error {
 	if err := unix.Fstatat(dfd, base, &st, unix.AT_SYMLINK_NOFOLLOW); err == nil && st.Mode&unix.S_IFMT != unix.S_IFREG {
 		return fmt.Errorf("write %s: %w", path, untrusted(path, "not a regular file (mode %o); refusing to replace it", st.Mode))
 	}
-	tmp := tempPrefix + base + tempInfix + randomSuffix()
-	fd, err := unix.Openat(dfd, tmp, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o600)
-	if err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	f := os.NewFile(uintptr(fd), filepath.Join(filepath.Dir(path), tmp))
-	ok := false
-	defer func() {
-		if !ok {
-			f.Close()
-			unix.Unlinkat(dfd, tmp, 0)
-		}
-	}()
-	if _, err := f.Write(data); err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	if err := f.Chmod(perm); err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	if err := f.Sync(); err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	if err := f.Close(); err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	if err := unix.Renameat(dfd, tmp, dfd, base); err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	ok = true
-	if err := unix.Fsync(dfd); err != nil {
-		return fmt.Errorf("write %s: sync dir: %w", path, err)
-	}
-	return nil
+	return safefile.WriteAt(dfd, path, base, data, perm)
 }
 
 // createFile creates rel exclusively (a file already there, symlink
@@ -283,7 +237,11 @@ func (d *Dir) createFile(rel string, perm os.FileMode) (*os.File, error) {
 
 // remove unlinks the file rel; a missing one is not an error. unlink never
 // follows a symlink: a planted one is removed, not its target.
-func (d *Dir) remove(rel string) error {
+func (d *Dir) remove(rel string) error { return d.unlink(rel, 0) }
+
+// unlink removes rel, a file or (with unix.AT_REMOVEDIR) an empty
+// directory; a missing one is not an error.
+func (d *Dir) unlink(rel string, flags int) error {
 	dir, base := split(rel)
 	dfd, err := d.openDir(dir, false)
 	if errors.Is(err, os.ErrNotExist) {
@@ -293,7 +251,7 @@ func (d *Dir) remove(rel string) error {
 		return err
 	}
 	defer unix.Close(dfd)
-	if err := unix.Unlinkat(dfd, base, 0); err != nil && !errors.Is(err, unix.ENOENT) {
+	if err := unix.Unlinkat(dfd, base, flags); err != nil && !errors.Is(err, unix.ENOENT) {
 		return &os.PathError{Op: "remove", Path: d.abs(rel), Err: err}
 	}
 	return nil
@@ -369,19 +327,7 @@ func (d *Dir) removeFlatDir(rel string) error {
 	if err := errors.Join(errs...); err != nil {
 		return err
 	}
-	dir, base := split(rel)
-	dfd, err := d.openDir(dir, false)
-	if errors.Is(err, os.ErrNotExist) {
-		return nil
-	}
-	if err != nil {
-		return err
-	}
-	defer unix.Close(dfd)
-	if err := unix.Unlinkat(dfd, base, unix.AT_REMOVEDIR); err != nil && !errors.Is(err, unix.ENOENT) {
-		return &os.PathError{Op: "remove", Path: d.abs(rel), Err: err}
-	}
-	return nil
+	return d.unlink(rel, unix.AT_REMOVEDIR)
 }
 
 // LockTimeout bounds every wait for a state lock: a holder stuck longer

@@ -57,9 +57,12 @@ func reads(d *state.Dir) map[string]func() error {
 func writes(d *state.Dir) map[string]func() error {
 	spec := wrappers.Spec{Runtime: "runc", Path: "/usr/bin/runc", Args: []string{"--x"}}
 	return map[string]func() error{
-		"pin":     func() error { return d.Pins().Write(state.Pin{ContainerID: "c2", Spec: spec, Wrapper: spec.Name()}) },
-		"facts":   func() error { return d.Facts().Write(execpolicy.Facts{ContainerID: "c2"}) },
-		"record":  func() error { _, err := d.Records().Update("c1", "e2", func(*state.Record) error { return nil }); return err },
+		"pin":   func() error { return d.Pins().Write(state.Pin{ContainerID: "c2", Spec: spec, Wrapper: spec.Name()}) },
+		"facts": func() error { return d.Facts().Write(execpolicy.Facts{ContainerID: "c2"}) },
+		"record": func() error {
+			_, err := d.Records().Update("c1", "e2", func(*state.Record) error { return nil })
+			return err
+		},
 		"wrapper": func() error { _, err := d.Wrappers().Ensure(spec); return err },
 		"session": func() error {
 			f, err := d.Records().CreateSession("c1", "e3")

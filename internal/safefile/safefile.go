@@ -5,31 +5,58 @@
 package safefile
 
 import (
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
+
+	"golang.org/x/sys/unix"
 )
 
-// WriteFile atomically replaces path with data: a temporary file in the same
-// directory is written, fsynced, chmodded and renamed over path, then the
-// directory is fsynced. Readers see the old content or the new, never part.
+// WriteFile atomically replaces path with data (see WriteAt).
 func WriteFile(path string, data []byte, perm os.FileMode) error {
 	dir, base := filepath.Split(path)
 	if dir == "" {
 		dir = "."
 	}
-	f, err := os.CreateTemp(dir, "."+base+".tmp-")
+	d, err := os.Open(dir)
 	if err != nil {
 		return fmt.Errorf("write %s: %w", path, err)
 	}
-	tmp := f.Name()
+	defer d.Close()
+	return WriteAt(int(d.Fd()), path, base, data, perm)
+}
+
+// Temporary files of WriteAt are named TempPrefix+name+TempInfix+random.
+const (
+	TempPrefix = "."
+	TempInfix  = ".tmp-"
+)
+
+// WriteAt atomically replaces the file name in the directory open as
+// dirfd with data: a temporary file beside it is written, fsynced,
+// chmodded and renamed over it, then the directory is fsynced. Readers see
+// the old content or the new, never part; a crash leaves at most the
+// temporary file. path names the file in errors. Nothing is followed: the
+// temporary file is created with O_EXCL|O_NOFOLLOW, and rename replaces a
+// symlink at name rather than writing through it.
+func WriteAt(dirfd int, path, name string, data []byte, perm os.FileMode) error {
+	var rnd [8]byte
+	rand.Read(rnd[:])
+	tmp := TempPrefix + name + TempInfix + hex.EncodeToString(rnd[:])
+	fd, err := unix.Openat(dirfd, tmp, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o600)
+	if err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	f := os.NewFile(uintptr(fd), filepath.Join(filepath.Dir(path), tmp))
 	ok := false
 	defer func() {
 		if !ok {
 			f.Close()
-			os.Remove(tmp)
+			unix.Unlinkat(dirfd, tmp, 0)
 		}
 	}()
 	if _, err := f.Write(data); err != nil {
@@ -44,11 +71,14 @@ func WriteFile(path string, data []byte, perm os.FileMode) error {
 	if err := f.Close(); err != nil {
 		return fmt.Errorf("write %s: %w", path, err)
 	}
-	if err := os.Rename(tmp, path); err != nil {
+	if err := unix.Renameat(dirfd, tmp, dirfd, name); err != nil {
 		return fmt.Errorf("write %s: %w", path, err)
 	}
 	ok = true
-	return SyncDir(dir)
+	if err := unix.Fsync(dirfd); err != nil {
+		return fmt.Errorf("write %s: sync dir: %w", path, err)
+	}
+	return nil
 }
 
 // SyncDir fsyncs a directory so that a rename or unlink in it is durable.
