@@ -2,6 +2,7 @@ package state_test
 
 import (
 	"errors"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -332,4 +333,42 @@ func compile(t *testing.T, toml string) *conf.Snapshot {
 		t.Fatal(err)
 	}
 	return s
+}
+
+// TestConcurrentPublish: publishers racing (the plugin's reload and
+// `nri-execguard publish`) never fail each other, and current ends as one
+// of theirs, complete.
+func TestConcurrentPublish(t *testing.T) {
+	d := state.At(filepath.Join(t.TempDir(), "state"))
+	snaps := make([]*conf.Snapshot, 16)
+	for i := range snaps {
+		snaps[i] = compile(t, fmt.Sprintf("[runtimes.runc]\npath=\"/usr/bin/runc\"\nargs=[\"%d\"]\n", i))
+	}
+	var wg sync.WaitGroup
+	for _, s := range snaps {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for range 5 {
+				if err := d.Snapshots().Publish(s); err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	cur, err := d.Snapshots().LoadCurrent()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range snaps {
+		if s.Digest == cur.Digest {
+			if err := d.Wrappers().Verify(s.Default().Wrapper); err != nil {
+				t.Fatal(err)
+			}
+			return
+		}
+	}
+	t.Fatalf("current %s is none of the published", cur.Digest)
 }

@@ -160,7 +160,9 @@ func (a *auditLog) openLocked(path string) error {
 	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 		return fmt.Errorf("audit %s: %w", path, err)
 	}
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND|os.O_CREATE|unix.O_NOFOLLOW, 0o600)
+	// O_NONBLOCK: a FIFO planted at the path fails at once (ENXIO)
+	// instead of blocking the loop until someone reads it.
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND|os.O_CREATE|unix.O_NOFOLLOW|unix.O_NONBLOCK, 0o600)
 	if err != nil {
 		if errors.Is(err, unix.ELOOP) {
 			return fmt.Errorf("audit %s: refusing to follow a symlink", path)

@@ -5,7 +5,9 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
 
 	"github.com/execguard/execguard/state"
 )
@@ -50,6 +52,28 @@ func TestAuditRefusesSymlink(t *testing.T) {
 	var a auditLog
 	if err := a.write(path, 0, testEntry("e1")); err == nil {
 		t.Fatal("wrote through a symlink")
+	}
+}
+
+// TestAuditFIFODoesNotHang: a FIFO planted at the audit path (nobody
+// reading it) is refused at once; it must not stall the plugin's loop.
+func TestAuditFIFODoesNotHang(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "exec.log")
+	if err := syscall.Mkfifo(path, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() {
+		var a auditLog
+		done <- a.write(path, 0, testEntry("e1"))
+	}()
+	select {
+	case err := <-done:
+		if err == nil {
+			t.Fatal("wrote the audit log into a FIFO")
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("opening a FIFO as the audit log hangs")
 	}
 }
 
