@@ -224,7 +224,7 @@ func (p *Plugin) runServices(ctx context.Context, o Options, reopen chan<- func(
 			}
 		}()
 	}
-	if f := startLifecycle(ctx, &wg, p, o); f != nil {
+	if f := startExecRecords(ctx, &wg, p, o); f != nil {
 		reopen <- f
 	}
 }

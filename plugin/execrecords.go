@@ -8,11 +8,11 @@ import (
 	"github.com/execguard/execguard/plugin/lifecycle"
 )
 
-// startLifecycle starts the exec record manager (audit log, exec metrics,
+// startExecRecords starts the exec record manager (audit log, exec metrics,
 // record GC; the shim writes the records and enforces the limits) in wg and
 // returns its audit log reopener for SIGHUP. An empty ContainerdAddress
 // disables it.
-func startLifecycle(ctx context.Context, wg *sync.WaitGroup, p *Plugin, o Options) func() error {
+func startExecRecords(ctx context.Context, wg *sync.WaitGroup, p *Plugin, o Options) func() error {
 	if o.ContainerdAddress == "" {
 		p.log.Warn("no containerd address: exec audit log, exec metrics and record GC disabled")
 		return nil
