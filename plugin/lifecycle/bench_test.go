@@ -73,7 +73,7 @@ func benchManager(b *testing.B, dir string, live map[string]bool, clock *fakeClo
 	log.SetLevel(logrus.ErrorLevel)
 	snap := testSnapshot("")
 	m, err := New(Options{
-		StateDir: dir, Runtime: &fakeRuntime{live: live}, Clock: clock.now,
+		StateDir: dir, Lister: &fakeLister{live: live}, Clock: clock.now,
 		Snapshot: func() *conf.Snapshot { return snap }, Log: logrus.NewEntry(log),
 	})
 	if err != nil {

@@ -8,7 +8,7 @@ import (
 	"github.com/containerd/containerd/v2/pkg/namespaces"
 )
 
-// Containerd is the Runtime backed by containerd's API: it lists
+// Containerd is the ContainerLister backed by containerd's API: it lists
 // containers, nothing else.
 type Containerd struct {
 	c *client.Client
@@ -27,7 +27,7 @@ func NewContainerd(address string) (*Containerd, error) {
 // Close closes the connection.
 func (d *Containerd) Close() error { return d.c.Close() }
 
-// Containers implements Runtime.
+// Containers implements ContainerLister.
 func (d *Containerd) Containers(ctx context.Context) (map[string]bool, error) {
 	nss, err := d.c.NamespaceService().List(ctx)
 	if err != nil {

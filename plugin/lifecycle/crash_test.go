@@ -104,7 +104,7 @@ func TestRecordsSurviveSIGKILL(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Logf("%d records, %d temporary files left by kills", len(rs), len(temps))
-	h := &harness{rt: &fakeRuntime{}, clock: &fakeClock{t: t0}, dir: dir, alive: map[int]bool{}}
+	h := &harness{rt: &fakeLister{}, clock: &fakeClock{t: t0}, dir: dir, alive: map[int]bool{}}
 	h.store = store
 	h.restart(t)
 	// Stale temporary files go with the plugin's sweep of the state dir.

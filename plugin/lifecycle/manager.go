@@ -26,9 +26,9 @@ type Options struct {
 	Log      *logrus.Entry
 	Node     string           // node name for the audit log; "" = os.Hostname
 	Clock    func() time.Time // nil = time.Now
-	// Runtime replaces the containerd client (tests); nil = containerd at
+	// Lister replaces the containerd client (tests); nil = containerd at
 	// ContainerdAddress.
-	Runtime Runtime
+	Lister ContainerLister
 }
 
 // Manager audits, counts and collects the exec records the shim writes,
@@ -36,7 +36,7 @@ type Options struct {
 // goroutine running Run; only ReopenAudit may be called concurrently.
 type Manager struct {
 	o     Options
-	rt    Runtime
+	rt    ContainerLister
 	store state.RecordStore
 	log   *logrus.Entry
 	now   func() time.Time
@@ -74,7 +74,7 @@ func New(o Options) (*Manager, error) {
 	if o.Node == "" {
 		o.Node, _ = os.Hostname()
 	}
-	rt := o.Runtime
+	rt := o.Lister
 	if rt == nil {
 		if o.ContainerdAddress == "" {
 			o.ContainerdAddress = names.ContainerdSocket
@@ -95,7 +95,7 @@ func New(o Options) (*Manager, error) {
 // metrics, reconciliation, GC) until ctx ends.
 func (m *Manager) Run(ctx context.Context) error {
 	defer m.audit.close()
-	if c, ok := m.rt.(*Containerd); ok && m.o.Runtime == nil {
+	if c, ok := m.rt.(*Containerd); ok && m.o.Lister == nil {
 		defer c.Close()
 	}
 	m.start()

@@ -21,14 +21,14 @@ import (
 	"github.com/execguard/execguard/state"
 )
 
-// fakeRuntime serves a container list.
-type fakeRuntime struct {
+// fakeLister serves a container list.
+type fakeLister struct {
 	mu      sync.Mutex
 	live    map[string]bool
 	listErr error
 }
 
-func (f *fakeRuntime) Containers(context.Context) (map[string]bool, error) {
+func (f *fakeLister) Containers(context.Context) (map[string]bool, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	return f.live, f.listErr
@@ -58,7 +58,7 @@ func testSnapshot(auditPath string) *conf.Snapshot {
 
 type harness struct {
 	m     *Manager
-	rt    *fakeRuntime
+	rt    *fakeLister
 	clock *fakeClock
 	dir   string
 	audit string
@@ -71,7 +71,7 @@ type harness struct {
 func newHarness(t testing.TB) *harness {
 	t.Helper()
 	h := &harness{
-		rt:    &fakeRuntime{live: map[string]bool{}},
+		rt:    &fakeLister{live: map[string]bool{}},
 		clock: &fakeClock{t: t0},
 		dir:   t.TempDir(),
 		alive: map[int]bool{},
@@ -90,7 +90,7 @@ func (h *harness) restart(t testing.TB) {
 	log := logrus.New()
 	log.SetLevel(logrus.WarnLevel)
 	m, err := New(Options{
-		StateDir: h.dir, Runtime: h.rt, Clock: h.clock.now, Node: "node-1",
+		StateDir: h.dir, Lister: h.rt, Clock: h.clock.now, Node: "node-1",
 		Snapshot: func() *conf.Snapshot { return snap }, Log: logrus.NewEntry(log),
 	})
 	if err != nil {
