@@ -40,4 +40,3 @@ func TestWriteFileReplacesAtomically(t *testing.T) {
 		t.Fatalf("mode %v", st.Mode())
 	}
 }
-
