@@ -13,6 +13,7 @@ import (
 	"path"
 	"path/filepath"
 	"syscall"
+	"time"
 
 	"github.com/pelletier/go-toml/v2"
 
@@ -107,7 +108,21 @@ func (in *installer) put(p string, data []byte, perm os.FileMode, what string) (
 	if err := os.MkdirAll(filepath.Dir(hp), 0o755); err != nil {
 		return false, err
 	}
+	removeStaleTemps(hp)
 	return true, safefile.WriteFile(hp, data, perm)
+}
+
+// removeStaleTemps removes the temporary files an install that crashed
+// while writing hp left beside it (older than a minute: no install can
+// still be writing them).
+func removeStaleTemps(hp string) {
+	dir, base := filepath.Split(hp)
+	temps, _ := filepath.Glob(filepath.Join(dir, safefile.TempPrefix+base+safefile.TempInfix+"*"))
+	for _, p := range temps {
+		if fi, err := os.Lstat(p); err == nil && time.Since(fi.ModTime()) > time.Minute {
+			os.Remove(p)
+		}
+	}
 }
 
 func sum12(data []byte) string {

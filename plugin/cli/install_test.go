@@ -8,6 +8,7 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 )
 
 // TestDropInMatchesDeploy: the embedded drop-in is the canonical
@@ -142,6 +143,34 @@ func TestInstallIdempotentAndAtomic(t *testing.T) {
 	}
 	if m, _ := filepath.Glob(filepath.Join(h.root, "usr/local/bin/.*")); len(m) != 0 {
 		t.Errorf("temporary files left: %v", m)
+	}
+}
+
+// TestInstallRemovesStaleTemps: the temporary file of an install killed
+// while writing the shim goes with the next install; a fresh one (another
+// install at work) stays.
+func TestInstallRemovesStaleTemps(t *testing.T) {
+	h := newHostRoot(t)
+	h.write(ContainerdConfig, "version = 3\nimports = [\"/etc/containerd/conf.d/*.toml\"]\n")
+	dir := filepath.Dir(filepath.Join(h.root, ShimPath))
+	os.MkdirAll(dir, 0o755)
+	stale := filepath.Join(dir, "."+filepath.Base(ShimPath)+".tmp-1")
+	fresh := filepath.Join(dir, "."+filepath.Base(ShimPath)+".tmp-2")
+	for _, p := range []string{stale, fresh} {
+		if err := os.WriteFile(p, []byte("half a shim"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	past := time.Now().Add(-2 * time.Minute)
+	os.Chtimes(stale, past, past)
+	if code, out := h.run("install", "--shim", h.shim); code != 0 {
+		t.Fatalf("install: exit %d\n%s", code, out)
+	}
+	if _, err := os.Lstat(stale); !os.IsNotExist(err) {
+		t.Errorf("stale temporary file kept: %v", err)
+	}
+	if _, err := os.Lstat(fresh); err != nil {
+		t.Errorf("fresh temporary file removed: %v", err)
 	}
 }
 
