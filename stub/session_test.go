@@ -2,13 +2,17 @@ package stub
 
 import (
 	"bufio"
+	"bytes"
 	"encoding/json"
+	"math/rand/v2"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
+	"unicode/utf8"
 )
 
 // readCast parses an asciicast v2 file: its header and its events.
@@ -53,6 +57,9 @@ func TestSessionIsAsciicast(t *testing.T) {
 	res := s.close(5 * time.Second)
 	if res.note != "" || !strings.HasPrefix(res.digest, "sha256:") || res.size == 0 {
 		t.Fatalf("result = %+v", res)
+	}
+	if d := fileDigest(s.path); res.digest != d {
+		t.Fatalf("digest %s, the file's is %s", res.digest, d)
 	}
 	if st, err := os.Stat(s.path); err != nil || st.Mode().Perm() != 0o600 {
 		t.Fatalf("session file: %v, %v", st, err)
@@ -143,5 +150,90 @@ func TestSessionRefusesUnsafeIDs(t *testing.T) {
 	}
 	if _, err := os.Stat(target); err == nil {
 		t.Fatal("the symlink's target was created")
+	}
+}
+
+// castSamples are chunks a recorded exec may pass: text, binary, and the
+// edges of UTF-8 and of JSON strings.
+func castSamples() [][]byte {
+	rnd := rand.New(rand.NewPCG(1, 2))
+	binary := make([]byte, 64<<10)
+	for i := range binary {
+		binary[i] = byte(rnd.Uint32())
+	}
+	return [][]byte{
+		nil,
+		[]byte("plain text\r\n"),
+		[]byte("\"quoted\" \\ back\tslash \x00\x01\x1b[0m\x7f"),
+		[]byte("héllo, 世界, 🙂, \u2028\u2029"),
+		[]byte("\xff\xfe cut \xe4\xb8"), // invalid bytes, a rune cut short
+		[]byte("\xed\xa0\x80 surrogate, \xf4\x90\x80\x80 past U+10FFFF, \xc0\xaf overlong"),
+		binary,
+	}
+}
+
+// TestAppendTextIsEncodingJSON: the event encoder gives the same strings
+// as encoding/json (invalid UTF-8 as U+FFFD, byte by byte), as valid JSON
+// and valid UTF-8.
+func TestAppendTextIsEncodingJSON(t *testing.T) {
+	for i, data := range castSamples() {
+		want, _ := json.Marshal(string(data))
+		var w string
+		if err := json.Unmarshal(want, &w); err != nil {
+			t.Fatal(err)
+		}
+		got := appendText(nil, data)
+		var g string
+		if err := json.Unmarshal(got, &g); err != nil {
+			t.Fatalf("sample %d: %q is not a JSON string: %v", i, got, err)
+		}
+		if g != w || !utf8.Valid(got) {
+			t.Errorf("sample %d: encoded %q, want %q", i, got, want)
+		}
+	}
+	line := appendEvent([]byte("kept"), 1500*time.Millisecond, evOutput, []byte("a\"b"))
+	if string(line) != "kept[1.500000, \"o\", \"a\\\"b\"]\n" {
+		t.Errorf("event line %q", line)
+	}
+}
+
+// BenchmarkAppendEvent encodes 64 KiB chunks as asciicast event lines;
+// BenchmarkAppendEventEncodingJSON is how it was done before (per chunk:
+// a string conversion and encoding/json), for comparison.
+func BenchmarkAppendEvent(b *testing.B) {
+	for name, data := range benchChunks() {
+		b.Run(name, func(b *testing.B) {
+			b.SetBytes(int64(len(data)))
+			b.ReportAllocs()
+			var line []byte
+			for b.Loop() {
+				line = appendEvent(line[:0], time.Second, evOutput, data)
+			}
+		})
+	}
+}
+
+func BenchmarkAppendEventEncodingJSON(b *testing.B) {
+	for name, data := range benchChunks() {
+		b.Run(name, func(b *testing.B) {
+			b.SetBytes(int64(len(data)))
+			b.ReportAllocs()
+			for b.Loop() {
+				line := make([]byte, 0, len(data)+32)
+				line = strconv.AppendFloat(line, time.Second.Seconds(), 'f', 6, 64)
+				d, _ := json.Marshal(string(data))
+				line = append(line, d...)
+				_ = line
+			}
+		})
+	}
+}
+
+func benchChunks() map[string][]byte {
+	s := castSamples()
+	return map[string][]byte{
+		"binary": s[len(s)-1],
+		"text":   bytes.Repeat([]byte("drwxr-xr-x 2 root root 4096 Dec  5 13:58 bin -> usr/bin\n"), 64<<10/56),
+		"utf8":   bytes.Repeat([]byte("│ ├── 世界 ─ héllo\r\n"), 64<<10/32),
 	}
 }
