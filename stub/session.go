@@ -8,11 +8,13 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
+	"unicode/utf8"
 
 	taskAPI "github.com/containerd/containerd/api/runtime/task/v3"
 	"github.com/containerd/log"
@@ -41,18 +43,29 @@ const maxPending = 4 << 20
 // flushEvery bounds what a shim crash loses of a session.
 const flushEvery = time.Second
 
+// chunkSize is the most one event carries: what a pump takes from a pipe
+// at once while recording (a pipe holds 64 KiB by default).
+const chunkSize = 64 << 10
+
+// chunks recycles the buffers that carry recorded data from the pumps to
+// the session's writer: a recorded exec can pass tens of MiB, and garbage
+// at that rate costs the exec CPU (GC assists) on a busy node.
+var chunks = sync.Pool{New: func() any { b := make([]byte, chunkSize); return &b }}
+
 // session records one exec's streams into an asciicast v2 file. record
 // never blocks: the file is written by the session's own goroutine.
 type session struct {
-	path  string // absolute
-	rel   string // below the state dir, for the exec record
-	start time.Time
-	limit int64
-	tty   bool
-	title string
+	store    state.RecordStore
+	cid, eid string
+	rel      string // below the state dir, for the exec record
+	start    time.Time
+	limit    int64
+	tty      bool
+	title    string
 
 	mu      sync.Mutex
 	queue   []sessionEvent
+	spare   []sessionEvent // the writer's last batch, for reuse
 	wake    chan struct{}
 	closing bool
 	pending atomic.Int64
@@ -70,6 +83,7 @@ type sessionEvent struct {
 	at   time.Duration
 	code string
 	data []byte
+	buf  *[]byte // data's buffer, back to chunks once written; nil if not pooled
 }
 
 // sessionResult is what the exec record keeps of a finished session.
@@ -87,11 +101,18 @@ func openSession(store state.RecordStore, cid, eid string, limit int64, tty bool
 		return nil, err
 	}
 	s := &session{
-		path: f.Name(), rel: state.SessionPath(cid, eid), start: time.Now(), limit: limit, tty: tty, title: title,
+		store: store, cid: cid, eid: eid, rel: state.SessionPath(cid, eid), start: time.Now(), limit: limit, tty: tty, title: title,
 		wake: make(chan struct{}, 1), done: make(chan struct{}),
 	}
 	go s.write(f)
 	return s, nil
+}
+
+// remove deletes the session file (an exec that never ran keeps none).
+func (s *session) remove() {
+	if err := s.store.RemoveSession(s.cid, s.eid); err != nil {
+		log.L.WithField("container", s.cid).WithField("exec", s.eid).WithError(err).Warn("execguard: session file not removed")
+	}
 }
 
 // record queues a copy of data under code; it drops it when the writer
@@ -100,15 +121,43 @@ func (s *session) record(code string, data []byte) {
 	if s == nil || s.stopped.Load() || len(data) == 0 {
 		return
 	}
-	if s.pending.Add(int64(len(data))) > maxPending {
-		s.pending.Add(-int64(len(data)))
+	s.queue1(sessionEvent{at: time.Since(s.start), code: code, data: append([]byte(nil), data...)})
+}
+
+// room reports whether the session takes a chunk now, so that a pump
+// reads data only to record it. A chunk passed on unrecorded while the
+// writer is behind counts as dropped.
+func (s *session) room() bool {
+	if s == nil || s.stopped.Load() {
+		return false
+	}
+	if s.pending.Load() >= maxPending {
 		s.dropped.Add(1)
+		return false
+	}
+	return true
+}
+
+// recordChunk queues (*buf)[:n] under code and takes buf, a buffer from
+// chunks: the writer puts it back.
+func (s *session) recordChunk(code string, buf *[]byte, n int) {
+	s.queue1(sessionEvent{at: time.Since(s.start), code: code, data: (*buf)[:n], buf: buf})
+}
+
+// queue1 hands ev to the writer unless that would pass maxPending or the
+// session is closing. It never waits for the writer.
+func (s *session) queue1(ev sessionEvent) {
+	if s.pending.Add(int64(len(ev.data))) > maxPending {
+		s.pending.Add(-int64(len(ev.data)))
+		s.dropped.Add(1)
+		ev.free()
 		return
 	}
-	ev := sessionEvent{at: time.Since(s.start), code: code, data: append([]byte(nil), data...)}
 	s.mu.Lock()
 	if s.closing {
 		s.mu.Unlock()
+		s.pending.Add(-int64(len(ev.data)))
+		ev.free()
 		return
 	}
 	s.queue = append(s.queue, ev)
@@ -116,6 +165,14 @@ func (s *session) record(code string, data []byte) {
 	select {
 	case s.wake <- struct{}{}:
 	default:
+	}
+}
+
+// free returns ev's buffer to chunks.
+func (ev *sessionEvent) free() {
+	if ev.buf != nil {
+		chunks.Put(ev.buf)
+		ev.buf, ev.data = nil, nil
 	}
 }
 
@@ -147,7 +204,9 @@ func (s *session) close(timeout time.Duration) sessionResult {
 // event, flushing every flushEvery.
 func (s *session) write(f *os.File) {
 	defer close(s.done)
-	bw := bufio.NewWriterSize(f, 64<<10)
+	// The digest is taken as the file is written, not by reading it back.
+	sum := sha256.New()
+	bw := bufio.NewWriterSize(io.MultiWriter(f, sum), 64<<10)
 	width, height := 80, 24
 	headerDone := false
 	var failed error
@@ -161,7 +220,7 @@ func (s *session) write(f *os.File) {
 		if s.limit > 0 && s.size+int64(len(line)) > s.limit && !s.stopped.Load() {
 			s.stopped.Store(true)
 			s.note = fmt.Sprintf("recording stopped at the size limit of %d bytes ([sessions] max_bytes)", s.limit)
-			line = eventLine(time.Since(s.start), evMarker, []byte("execguard: "+s.note))
+			line = appendEvent(nil, time.Since(s.start), evMarker, []byte("execguard: "+s.note))
 		}
 		if _, err := bw.Write(line); err != nil {
 			failed = err
@@ -178,12 +237,14 @@ func (s *session) write(f *os.File) {
 		b, _ := json.Marshal(h)
 		emit(append(b, '\n'))
 	}
+	var line []byte // reused: one event line at a time
 	for {
 		s.mu.Lock()
 		batch, closing := s.queue, s.closing
-		s.queue = nil
+		s.queue, s.spare = s.spare[:0], nil
 		s.mu.Unlock()
-		for _, ev := range batch {
+		for i := range batch {
+			ev := &batch[i]
 			s.pending.Add(-int64(len(ev.data)))
 			if ev.code == evResize && !headerDone {
 				if w, h, ok := parseSize(string(ev.data)); ok {
@@ -192,14 +253,19 @@ func (s *session) write(f *os.File) {
 				}
 			}
 			header()
-			if s.stopped.Load() {
-				continue
+			if !s.stopped.Load() {
+				if n := s.dropped.Swap(0); n > 0 {
+					emit(appendEvent(line[:0], ev.at, evMarker, []byte(fmt.Sprintf("execguard: %d chunks not recorded (the disk was slower than the exec)", n))))
+				}
+				line = appendEvent(line[:0], ev.at, ev.code, ev.data)
+				emit(line)
 			}
-			if n := s.dropped.Swap(0); n > 0 {
-				emit(eventLine(ev.at, evMarker, []byte(fmt.Sprintf("execguard: %d chunks not recorded (the disk was slower than the exec)", n))))
-			}
-			emit(eventLine(ev.at, ev.code, ev.data))
+			ev.free()
 		}
+		clear(batch) // drops the data of unpooled events
+		s.mu.Lock()
+		s.spare = batch[:0]
+		s.mu.Unlock()
 		if closing {
 			header()
 			break
@@ -229,20 +295,86 @@ func (s *session) write(f *os.File) {
 	}
 	if failed != nil {
 		s.note = "recording incomplete: " + failed.Error()
+		s.digest = s.fileDigest() // of what the failure left
+	} else {
+		s.digest = "sha256:" + hex.EncodeToString(sum.Sum(nil))
 	}
-	s.digest = fileDigest(s.path)
 }
 
-func eventLine(at time.Duration, code string, data []byte) []byte {
-	b := make([]byte, 0, len(data)+32)
+// appendEvent appends one asciicast event line, [seconds, "code", data],
+// to b.
+func appendEvent(b []byte, at time.Duration, code string, data []byte) []byte {
 	b = append(b, '[')
 	b = strconv.AppendFloat(b, at.Seconds(), 'f', 6, 64)
 	b = append(b, `, "`...)
 	b = append(b, code...)
 	b = append(b, `", `...)
-	d, _ := json.Marshal(string(data)) // invalid UTF-8 becomes U+FFFD, as asciicast requires text
-	b = append(b, d...)
+	b = appendText(b, data)
 	return append(b, "]\n"...)
+}
+
+// plainASCII marks the ASCII bytes a JSON string holds as they are.
+var plainASCII = func() (t [utf8.RuneSelf]bool) {
+	for c := 0x20; c < utf8.RuneSelf; c++ {
+		t[c] = c != '"' && c != '\\'
+	}
+	return t
+}()
+
+// appendText appends data to b as a JSON string. asciicast data is text:
+// each byte that is not part of valid UTF-8 becomes U+FFFD, as with
+// encoding/json. Runs of text are copied as they are and nothing is
+// allocated: this runs for every recorded byte, and encoding/json's
+// string conversion and buffers cost several times the data.
+func appendText(b, data []byte) []byte {
+	const hex = "0123456789abcdef"
+	b = slices.Grow(b, len(data)+len(data)/2+2) // text, and some escapes
+	b = append(b, '"')
+	run := 0 // start of the bytes not yet appended
+	for i := 0; i < len(data); {
+		c := data[i]
+		if c < utf8.RuneSelf {
+			if plainASCII[c] {
+				i++
+				continue
+			}
+			b = append(b, data[run:i]...)
+			switch c {
+			case '"', '\\':
+				b = append(b, '\\', c)
+			case '\n':
+				b = append(b, '\\', 'n')
+			case '\r':
+				b = append(b, '\\', 'r')
+			case '\t':
+				b = append(b, '\\', 't')
+			default:
+				b = append(b, '\\', 'u', '0', '0', hex[c>>4], hex[c&0xf])
+			}
+			i++
+			run = i
+			continue
+		}
+		// 0x80-0xc1 and 0xf5-0xff never start a rune: no need to decode.
+		size := 1
+		if c >= 0xc2 && c <= 0xf4 {
+			var r rune
+			if r, size = utf8.DecodeRune(data[i:]); r != utf8.RuneError {
+				i += size
+				continue
+			}
+		}
+		if size == 1 {
+			b = append(b, data[run:i]...)
+			b = append(b, "\ufffd"...)
+			i++
+			run = i
+			continue
+		}
+		i += size // U+FFFD itself
+	}
+	b = append(b, data[run:]...)
+	return append(b, '"')
 }
 
 func parseSize(v string) (w, h int, ok bool) {
@@ -250,8 +382,9 @@ func parseSize(v string) (w, h int, ok bool) {
 	return w, h, err == nil && w > 0 && h > 0
 }
 
-func fileDigest(p string) string {
-	f, err := os.Open(p)
+// fileDigest is the digest of the session file as it is.
+func (s *session) fileDigest() string {
+	f, err := s.store.OpenSession(s.cid, s.eid)
 	if err != nil {
 		return ""
 	}
@@ -282,7 +415,7 @@ func (s *service) startRecording(lg *log.Entry, snap *conf.Snapshot, d *execpoli
 	tee, err := startTee(r, sess, d.Policy.RecordInput)
 	if err != nil {
 		sess.close(time.Second)
-		os.Remove(sess.path)
+		sess.remove()
 		lg.WithError(err).Warn("execguard: exec not recorded")
 		return
 	}
@@ -304,7 +437,7 @@ func (e *execution) endSession(discard bool) sessionResult {
 		e.tee.abort()
 		e.sessResult = e.sess.close(5 * time.Second)
 		if discard {
-			os.Remove(e.sess.path)
+			e.sess.remove()
 			e.sessResult = sessionResult{}
 		}
 	})

@@ -2,13 +2,18 @@ package stub
 
 import (
 	"bufio"
+	"bytes"
 	"encoding/json"
+	"math/rand/v2"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
+
+	"unicode/utf8"
 
 	"github.com/execguard/execguard/state"
 )
@@ -56,10 +61,13 @@ func TestSessionIsAsciicast(t *testing.T) {
 	if res.note != "" || !strings.HasPrefix(res.digest, "sha256:") || res.size == 0 {
 		t.Fatalf("result = %+v", res)
 	}
-	if st, err := os.Stat(s.path); err != nil || st.Mode().Perm() != 0o600 {
+	if d := s.fileDigest(); res.digest != d {
+		t.Fatalf("digest %s, the file's is %s", res.digest, d)
+	}
+	if st, err := os.Stat(castPath(s)); err != nil || st.Mode().Perm() != 0o600 {
 		t.Fatalf("session file: %v, %v", st, err)
 	}
-	h, ev := readCast(t, s.path)
+	h, ev := readCast(t, castPath(s))
 	if h["version"] != float64(2) || h["width"] != float64(120) || h["height"] != float64(40) {
 		t.Fatalf("header = %v", h)
 	}
@@ -80,7 +88,7 @@ func TestSessionIsAsciicast(t *testing.T) {
 	}
 	if asciinema, err := exec.LookPath("asciinema"); err == nil {
 		// asciinema wants a terminal: script gives it one.
-		if out, err := exec.Command("script", "-qec", asciinema+" cat "+s.path, "/dev/null").CombinedOutput(); err != nil {
+		if out, err := exec.Command("script", "-qec", asciinema+" cat "+castPath(s), "/dev/null").CombinedOutput(); err != nil {
 			t.Errorf("asciinema cat: %v: %s", err, out)
 		}
 	}
@@ -99,11 +107,11 @@ func TestSessionSizeLimitLeavesAMarker(t *testing.T) {
 	if !strings.Contains(res.note, "size limit") {
 		t.Fatalf("note = %q", res.note)
 	}
-	_, ev := readCast(t, s.path)
+	_, ev := readCast(t, castPath(s))
 	if n := len(ev); n == 0 || ev[n-1][1] != "m" || !strings.Contains(ev[n-1][2].(string), "size limit") {
 		t.Fatalf("last event = %v, want the size-limit marker", ev[len(ev)-1])
 	}
-	if st, _ := os.Stat(s.path); st.Size() > 4096+200 {
+	if st, _ := os.Stat(castPath(s)); st.Size() > 4096+200 {
 		t.Fatalf("session of %d bytes past a 4096-byte limit", st.Size())
 	}
 }
@@ -152,4 +160,99 @@ func TestSessionRefusesUnsafeIDs(t *testing.T) {
 	if fi, err := os.Lstat(filepath.Join(dir, "execs", "c1", "e1.cast")); err != nil || !fi.Mode().IsRegular() {
 		t.Fatalf("session file: %v, %v; want a regular file in the symlink's place", fi, err)
 	}
+}
+
+// castSamples are chunks a recorded exec may pass: text, binary, and the
+// edges of UTF-8 and of JSON strings.
+func castSamples() [][]byte {
+	rnd := rand.New(rand.NewPCG(1, 2))
+	binary := make([]byte, 64<<10)
+	for i := range binary {
+		binary[i] = byte(rnd.Uint32())
+	}
+	return [][]byte{
+		nil,
+		[]byte("plain text\r\n"),
+		[]byte("\"quoted\" \\ back\tslash \x00\x01\x1b[0m\x7f"),
+		[]byte("héllo, 世界, 🙂, \u2028\u2029"),
+		[]byte("\xff\xfe cut \xe4\xb8"), // invalid bytes, a rune cut short
+		[]byte("\xed\xa0\x80 surrogate, \xf4\x90\x80\x80 past U+10FFFF, \xc0\xaf overlong"),
+		binary,
+	}
+}
+
+// TestAppendTextIsEncodingJSON: the event encoder gives the same strings
+// as encoding/json (invalid UTF-8 as U+FFFD, byte by byte), as valid JSON
+// and valid UTF-8.
+func TestAppendTextIsEncodingJSON(t *testing.T) {
+	for i, data := range castSamples() {
+		want, _ := json.Marshal(string(data))
+		var w string
+		if err := json.Unmarshal(want, &w); err != nil {
+			t.Fatal(err)
+		}
+		got := appendText(nil, data)
+		var g string
+		if err := json.Unmarshal(got, &g); err != nil {
+			t.Fatalf("sample %d: %q is not a JSON string: %v", i, got, err)
+		}
+		if g != w || !utf8.Valid(got) {
+			t.Errorf("sample %d: encoded %q, want %q", i, got, want)
+		}
+	}
+	line := appendEvent([]byte("kept"), 1500*time.Millisecond, evOutput, []byte("a\"b"))
+	if string(line) != "kept[1.500000, \"o\", \"a\\\"b\"]\n" {
+		t.Errorf("event line %q", line)
+	}
+}
+
+// BenchmarkAppendEvent encodes 64 KiB chunks as asciicast event lines;
+// BenchmarkAppendEventEncodingJSON is how it was done before (per chunk:
+// a string conversion and encoding/json), for comparison.
+func BenchmarkAppendEvent(b *testing.B) {
+	for name, data := range benchChunks() {
+		b.Run(name, func(b *testing.B) {
+			b.SetBytes(int64(len(data)))
+			b.ReportAllocs()
+			var line []byte
+			for b.Loop() {
+				line = appendEvent(line[:0], time.Second, evOutput, data)
+			}
+		})
+	}
+}
+
+func BenchmarkAppendEventEncodingJSON(b *testing.B) {
+	for name, data := range benchChunks() {
+		b.Run(name, func(b *testing.B) {
+			b.SetBytes(int64(len(data)))
+			b.ReportAllocs()
+			for b.Loop() {
+				line := make([]byte, 0, len(data)+32)
+				line = strconv.AppendFloat(line, time.Second.Seconds(), 'f', 6, 64)
+				d, _ := json.Marshal(string(data))
+				line = append(line, d...)
+				_ = line
+			}
+		})
+	}
+}
+
+func benchChunks() map[string][]byte {
+	s := castSamples()
+	return map[string][]byte{
+		"binary": s[len(s)-1],
+		"text":   bytes.Repeat([]byte("drwxr-xr-x 2 root root 4096 Dec  5 13:58 bin -> usr/bin\n"), 64<<10/56),
+		"utf8":   bytes.Repeat([]byte("│ ├── 世界 ─ héllo\r\n"), 64<<10/32),
+	}
+}
+
+// castPath is the session's file, for the test to read.
+func castPath(s *session) string {
+	f, err := s.store.OpenSession(s.cid, s.eid)
+	if err != nil {
+		return ""
+	}
+	defer f.Close()
+	return f.Name()
 }

@@ -12,6 +12,7 @@ import (
 
 	taskAPI "github.com/containerd/containerd/api/runtime/task/v3"
 	"github.com/containerd/fifo"
+	"golang.org/x/sys/unix"
 )
 
 // teeIO stands between containerd's fifos of a recorded exec and runc's
@@ -61,10 +62,14 @@ func startTee(r *taskAPI.ExecProcessRequest, s *session, input bool) (*teeIO, er
 			return fail(err)
 		}
 		t.track(src, dst)
+		p, err := newHop(src, dst)
+		if err != nil {
+			return fail(err)
+		}
 		t.out.Add(1)
 		go func(code string) {
 			defer t.out.Done()
-			pump(dst, src, s, code)
+			p.pump(s, code)
 		}(st.code)
 		*st.orig = ours
 	}
@@ -80,6 +85,10 @@ func startTee(r *taskAPI.ExecProcessRequest, s *session, input bool) (*teeIO, er
 			return fail(err)
 		}
 		t.track(src, dst)
+		p, err := newHop(src, dst)
+		if err != nil {
+			return fail(err)
+		}
 		t.in.Add(1)
 		rec := s
 		if !input {
@@ -87,7 +96,7 @@ func startTee(r *taskAPI.ExecProcessRequest, s *session, input bool) (*teeIO, er
 		}
 		go func() {
 			defer t.in.Done()
-			pump(dst, src, rec, evInput)
+			p.pump(rec, evInput)
 		}()
 		r.Stdin = ours
 	}
@@ -118,24 +127,157 @@ func (t *teeIO) abort() {
 	os.RemoveAll(t.dir)
 }
 
-// pump copies src to dst and records what passed. A failed write ends
-// it, as it ends runc's shim's own copy.
-func pump(dst io.WriteCloser, src io.ReadCloser, s *session, code string) {
-	defer dst.Close()
-	defer src.Close()
-	buf := make([]byte, 32<<10)
+// pipeSize is what a pump asks of its pipes. With the default 64 KiB,
+// runc's shim, the pump and containerd wake each other every 16 pages;
+// the recorded exec took 1.2-1.3x the time of an unrecorded one, with
+// 1 MiB about the same time (BenchmarkSessionThroughput).
+const pipeSize = 1 << 20
+
+// hop is one stream's pair of fifos: the pump moves what arrives in src
+// on to dst.
+type hop struct {
+	src, dst io.ReadWriteCloser
+	in, out  syscall.RawConn // their file descriptors
+}
+
+// newHop takes the file descriptors of src and dst, as opened by
+// containerd's fifo package.
+func newHop(src, dst io.ReadWriteCloser) (*hop, error) {
+	sc, ok1 := src.(syscall.Conn)
+	dc, ok2 := dst.(syscall.Conn)
+	if !ok1 || !ok2 {
+		return nil, fmt.Errorf("%T, %T: not files", src, dst)
+	}
+	in, err := sc.SyscallConn()
+	if err != nil {
+		return nil, fmt.Errorf("stream source: %w", err)
+	}
+	out, err := dc.SyscallConn()
+	if err != nil {
+		return nil, fmt.Errorf("stream destination: %w", err)
+	}
+	return &hop{src: src, dst: dst, in: in, out: out}, nil
+}
+
+// pump moves src to dst until src ends (or dst fails, which also ends
+// runc's shim's own copy), and records what passes under code. The data
+// stays in the kernel: while the session takes chunks, tee(2) gives dst
+// the pipe's data without consuming it and one read takes the recorder's
+// copy; otherwise splice(2) moves it. So the shim copies only what it
+// records, and nothing once a session is full or stopped, on a node whose
+// CPUs the exec needs.
+func (h *hop) pump(s *session, code string) {
+	defer h.dst.Close()
+	defer h.src.Close()
+	growPipe(h.in)
+	growPipe(h.out)
 	for {
-		n, err := src.Read(buf)
-		if n > 0 {
-			if _, werr := dst.Write(buf[:n]); werr != nil {
-				return
-			}
-			s.record(code, buf[:n])
+		rec := s.room()
+		var n int
+		var err error
+		if rec {
+			n, err = move(h.in, h.out, func(i, o int) (int, error) {
+				n, err := unix.Tee(i, o, chunkSize, unix.SPLICE_F_NONBLOCK)
+				return int(n), err
+			})
+		} else {
+			n, err = move(h.in, h.out, func(i, o int) (int, error) {
+				n, err := unix.Splice(i, nil, o, nil, pipeSize, unix.SPLICE_F_NONBLOCK)
+				return int(n), err
+			})
 		}
-		if err != nil {
+		if err != nil || n == 0 {
 			return
 		}
+		if rec {
+			// dst has the n bytes; take them off src for the recorder.
+			buf := chunks.Get().(*[]byte)
+			if _, err := io.ReadFull(h.src, (*buf)[:n]); err != nil {
+				chunks.Put(buf)
+				return
+			}
+			s.recordChunk(code, buf, n)
+		}
 	}
+}
+
+// growPipe raises c's pipe to pipeSize, if the system allows it (root's
+// shim is allowed up to fs.pipe-max-size). A smaller pipe only costs more
+// wake-ups.
+func growPipe(c syscall.RawConn) {
+	c.Control(func(fd uintptr) {
+		if sz, err := unix.FcntlInt(fd, unix.F_GETPIPE_SZ, 0); err == nil && sz < pipeSize {
+			unix.FcntlInt(fd, unix.F_SETPIPE_SZ, pipeSize)
+		}
+	})
+}
+
+// move runs op, a non-blocking tee or splice from in's pipe to out's, once
+// it can move something, and returns what it moved (0: in has ended).
+// While in is empty or out full, the pump waits in Go's poller, as a read
+// or write of the fifos would, so closing them (abort) ends the wait.
+func move(in, out syscall.RawConn, op func(in, out int) (int, error)) (int, error) {
+	for {
+		var n int
+		var opErr error
+		outFull := false
+		err := in.Read(func(ifd uintptr) bool {
+			cerr := out.Control(func(ofd uintptr) {
+				for {
+					n, opErr = op(int(ifd), int(ofd))
+					if opErr == unix.EINTR {
+						continue
+					}
+					if opErr != unix.EAGAIN {
+						return
+					}
+					// In is empty or out is full.
+					canIn, canOut := ready(int(ifd), int(ofd))
+					if !canOut {
+						outFull = true
+						return
+					}
+					if !canIn {
+						return
+					}
+				}
+			})
+			if cerr != nil {
+				opErr = cerr
+				return true
+			}
+			// false: wait until in is readable, then try again.
+			return outFull || opErr != unix.EAGAIN
+		})
+		if err != nil {
+			return 0, err
+		}
+		if !outFull {
+			if opErr != nil {
+				return 0, opErr
+			}
+			return n, nil
+		}
+		// Wait until out's reader makes room.
+		err = out.Write(func(ofd uintptr) bool {
+			_, canOut := ready(-1, int(ofd))
+			return canOut
+		})
+		if err != nil {
+			return 0, err
+		}
+	}
+}
+
+// ready polls, without waiting, whether the pipe of fd in has data (or has
+// ended) and the pipe of fd out has room (or has lost its reader). A
+// negative fd is not polled.
+func ready(in, out int) (canIn, canOut bool) {
+	fds := []unix.PollFd{{Fd: int32(in), Events: unix.POLLIN}, {Fd: int32(out), Events: unix.POLLOUT}}
+	if _, err := unix.Poll(fds, 0); err != nil {
+		return true, true // try the operation again: it tells
+	}
+	return fds[0].Revents != 0, fds[1].Revents != 0
 }
 
 // isFifo reports whether p names a fifo (not "", a file or a URI).
