@@ -47,7 +47,7 @@ type Collector struct {
 	Lock sync.Locker
 	Log  *logrus.Entry
 
-	marked map[string]time.Time // wrapper name -> first seen unreferenced
+	marked Marks[string] // wrapper names, first seen unreferenced
 }
 
 // Result is what one pass removed.
@@ -72,7 +72,7 @@ func (c *Collector) Run() (Result, error) {
 		return res, nil
 	}
 	if c.marked == nil {
-		c.marked = map[string]time.Time{}
+		c.marked = Marks[string]{}
 	}
 	log := c.Log
 	if log == nil {
@@ -125,16 +125,11 @@ func (c *Collector) Run() (Result, error) {
 	for _, w := range infos {
 		onDisk[w.Name] = true
 		if referenced[w.Name] {
-			delete(c.marked, w.Name)
+			c.marked.Unmark(w.Name)
 			left++
 			continue
 		}
-		since, ok := c.marked[w.Name]
-		if !ok {
-			c.marked[w.Name] = now
-			since = now
-		}
-		if pinErr != nil || now.Sub(since) < grace {
+		if !c.marked.Due(w.Name, now, grace) || pinErr != nil {
 			res.Marked = append(res.Marked, w.Name)
 			left++
 			continue
@@ -148,13 +143,13 @@ func (c *Collector) Run() (Result, error) {
 	left += len(due) - len(removed)
 	for _, name := range removed {
 		runtime, _, _ := wrappers.ParseName(name)
-		log.WithFields(logrus.Fields{"wrapper": name, "runtime": runtime, "unreferenced_since": c.marked[name]}).Info("gc: removed an unreferenced wrapper")
-		delete(c.marked, name)
+		log.WithFields(logrus.Fields{"wrapper": name, "runtime": runtime, "unreferenced_since": c.marked.Since(name)}).Info("gc: removed an unreferenced wrapper")
+		c.marked.Unmark(name)
 		res.Wrappers = append(res.Wrappers, name)
 	}
 	for name := range c.marked {
 		if !onDisk[name] {
-			delete(c.marked, name)
+			c.marked.Unmark(name)
 		}
 	}
 	// Temporary files of writes a crash interrupted, in every directory.

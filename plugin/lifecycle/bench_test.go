@@ -34,7 +34,7 @@ func benchDir(b *testing.B) (dir string, live map[string]bool) {
 		b.Fatal(err)
 	}
 	b.Cleanup(func() { os.RemoveAll(dir) })
-	if err := state.At(dir).Check(true); err != nil {
+	if err := os.Mkdir(filepath.Join(dir, "execs"), 0o700); err != nil {
 		b.Fatal(err)
 	}
 	live = map[string]bool{}
@@ -129,11 +129,7 @@ func BenchmarkGCMarkPass100k(b *testing.B) {
 	ctx := context.Background()
 	for b.Loop() {
 		b.StopTimer()
-		for _, c := range m.ctrs {
-			for _, e := range c.execs {
-				e.marked = 0
-			}
-		}
+		clear(m.marked)
 		b.StartTimer()
 		m.gc(ctx, clock.now())
 	}

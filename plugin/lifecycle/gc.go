@@ -37,11 +37,10 @@ func (m *Manager) gc(ctx context.Context, now time.Time) {
 				// a while longer, but not forever.
 				continue
 			}
-			switch {
-			case e.marked != 0:
+			// Past its retention, a record goes by the GC rule
+			// (gc.Marks): marked by this pass, removed by the next.
+			if (e.end() == 0 || t-e.end() >= retention) && m.marked.Due(k, now, 0) {
 				m.removeRecord(k)
-			case e.end() == 0 || t-e.end() >= retention:
-				e.marked = t
 			}
 		}
 	}

@@ -28,7 +28,6 @@ type entry struct {
 	pid   int32
 
 	requested, started, exited int64
-	marked                     int64 // first GC pass that found it expired
 	// doomed is when reconciliation first found the exec's process gone
 	// (0 = not found gone): the record is closed only a while later, so
 	// that the shim's own exit write, if it is alive, lands first.
@@ -215,7 +214,7 @@ func (m *Manager) learn(cid, eid string, r *state.Record, st stamp) {
 	e.fill(r)
 	e.stamp = st
 	if !e.finished() {
-		e.marked = 0
+		m.marked.Unmark(key{cid, eid})
 	}
 	k := key{cid, eid}
 	if e.open() {
@@ -237,6 +236,7 @@ func (m *Manager) drop(k key) {
 	}
 	delete(m.open, k)
 	delete(m.pending, k)
+	m.marked.Unmark(k)
 }
 
 // forget forgets a container and its execs.

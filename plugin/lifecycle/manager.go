@@ -12,6 +12,7 @@ import (
 
 	"github.com/execguard/execguard/conf"
 	"github.com/execguard/execguard/internal/names"
+	"github.com/execguard/execguard/plugin/gc"
 	"github.com/execguard/execguard/plugin/metrics"
 	"github.com/execguard/execguard/state"
 )
@@ -46,6 +47,7 @@ type Manager struct {
 	ctrs    map[string]*ctr
 	open    map[key]*entry   // created or running
 	pending map[key]struct{} // records that still owe an audit line or a metric
+	marked  gc.Marks[key]    // finished records past their retention
 
 	nextGC     time.Time
 	retryAudit time.Time // after an audit write failed, when to try again
@@ -87,7 +89,7 @@ func New(o Options) (*Manager, error) {
 	}
 	return &Manager{
 		o: o, rt: rt, store: store, log: o.Log, now: o.Clock, alive: pidAlive,
-		ctrs: map[string]*ctr{}, open: map[key]*entry{}, pending: map[key]struct{}{},
+		ctrs: map[string]*ctr{}, open: map[key]*entry{}, pending: map[key]struct{}{}, marked: gc.Marks[key]{},
 	}, nil
 }
 
