@@ -8,18 +8,30 @@ import (
 )
 
 // Config is the operator's TOML file. Keys are the product's interface; the
-// README documents each one.
+// README documents each one. Parse decodes the [exec] table through
+// fileLayout.
 type Config struct {
 	StateDir       string             `toml:"state_dir" json:"state_dir"`
 	DefaultRuntime string             `toml:"default_runtime" json:"default_runtime"`
 	Runtimes       map[string]Runtime `toml:"runtimes" json:"runtimes"`
-	Exec           PolicyFields       `toml:"exec" json:"exec"`
+	Exec           PolicyFields       `toml:"-" json:"exec"`
 	Rules          []Rule             `toml:"rules" json:"rules,omitempty"`
 	Annotations    Annotations        `toml:"annotations" json:"annotations"`
 	GC             GC                 `toml:"gc" json:"gc"`
 	Audit          Audit              `toml:"audit" json:"audit"`
 	Metrics        Metrics            `toml:"metrics" json:"metrics"`
 	Sessions       Sessions           `toml:"sessions" json:"sessions"`
+}
+
+// fileLayout is a Config as the TOML file lays it out. Parse decodes
+// into it.
+type fileLayout struct {
+	*Config
+	Exec execTable `toml:"exec"`
+}
+
+type execTable struct {
+	PolicyFields
 }
 
 // Sessions bounds exec session recordings (the record policy key).

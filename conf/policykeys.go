@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"path"
 	"reflect"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -407,37 +408,6 @@ func (p Policy) Apply(f PolicyFields) Policy {
 	return p
 }
 
-// policyKeyAt returns the policy key that the dotted key path key names
-// in [exec] or a [[rules]] entry ("exec.mode", "rules[2].deny_root"),
-// matching its name in any case as the TOML and JSON decoders do; written
-// is the name as written there.
-func policyKeyAt(key string) (k PolicyKey, written string, ok bool) {
-	i := strings.LastIndexByte(key, '.')
-	if i < 0 {
-		return nil, "", false
-	}
-	section, name := key[:i], key[i+1:]
-	if !strings.EqualFold(section, "exec") && !isRuleEntry(section) {
-		return nil, "", false
-	}
-	for _, k := range &PolicyKeys {
-		if strings.EqualFold(k.Name(), name) {
-			return k, name, true
-		}
-	}
-	return nil, "", false
-}
-
-// isRuleEntry reports whether s is "rules[N]".
-func isRuleEntry(s string) bool {
-	base, idx, ok := strings.Cut(s, "[")
-	if !ok || !strings.EqualFold(base, "rules") || !strings.HasSuffix(idx, "]") {
-		return false
-	}
-	_, err := strconv.Atoi(strings.TrimSuffix(idx, "]"))
-	return err == nil
-}
-
 // Checks.
 
 // elemError is a problem with element Index of a list.
@@ -480,9 +450,15 @@ func oneOf(what string, values ...string) func(string) error {
 	}
 }
 
+// absOrEmpty accepts "" or an absolute path without a ".." element: the
+// working directory is then the one it reads as.
 func absOrEmpty(v string) error {
-	if v != "" && !path.IsAbs(v) {
+	switch {
+	case v == "":
+	case !path.IsAbs(v):
 		return fmt.Errorf("%q is not an absolute path", v)
+	case slices.Contains(strings.Split(v, "/"), ".."):
+		return fmt.Errorf("%q has a \"..\" element", v)
 	}
 	return nil
 }
