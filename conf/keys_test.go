@@ -80,7 +80,7 @@ func docFor(parts []string, value string) string {
 // decoded without being checked, or set a key twice.
 func TestKeyInAnotherCase(t *testing.T) {
 	keys := leafKeys("", reflect.TypeFor[fileLayout]())
-	for _, want := range []string{"state_dir", "runtimes.*.path", "exec.mode", "rules.name",
+	for _, want := range []string{"state_dir", "runtimes.*.path", "exec.mode", "exec.on_state_error", "rules.name",
 		"rules.match.namespaces", "rules.match.pod_labels", "rules.deny_commands", "annotations.selectable_runtimes",
 		"gc.interval", "audit.path", "metrics.address", "sessions.max_bytes"} {
 		if _, ok := keys[want]; !ok {
@@ -166,6 +166,9 @@ func TestKeyInAnotherCaseExamples(t *testing.T) {
 			`t.toml:1:2: Runtimes: key in another case: write "runtimes"`,
 			`t.toml:2:1: runtimes.runc.Path: key in another case: write "path"`,
 			`t.toml:2:8: runtimes.runc.path: "/usr/bin/../bin/runc" has a ".." element`}},
+		{"[exec]\nOn_State_Error = \"ignore\"\n", []string{
+			`t.toml:2:1: exec.On_State_Error: key in another case: write "on_state_error"`,
+			`t.toml:2:18: exec.on_state_error: unknown value "ignore"`}},
 	} {
 		_, err := Parse("t.toml", []byte(tc.src))
 		if err == nil {
@@ -194,7 +197,7 @@ func TestInlineRulesCheckedLikeTables(t *testing.T) {
 	bodies := [][]string{
 		{`name = "a"`, `match = { namespaces = ["["], pods = ["ok", "[x"], containers = ["]["] }`},
 		{`name = "b"`, `deny_commands = ["["]`, `max_duration = "soon"`, `kill_signal = "SIGNOPE"`},
-		{`name = "c"`, `Mode = "audit"`, `colour = "blue"`},
+		{`name = "c"`, `Mode = "audit"`, `on_state_error = "allow"`},
 		{`match = { pod_labels = { path = "relative" } }`, `unknown = 1`},
 		{`name = "a"`, `user = "root"`, `working_dir = "/a/../b"`},
 	}
@@ -236,6 +239,8 @@ func TestNodeValuesChecked(t *testing.T) {
 		{"metrics address", "[metrics]\naddress = \"9464\"", `t.toml:2:11: metrics.address: "9464" is not a host:port listen address`},
 		{"gc negative", "[gc]\nwrapper_grace = \"-1m\"", `t.toml:2:17: gc.wrapper_grace: negative duration "-1m"`},
 		{"gc bad", "[gc]\nexec_retention = \"1 day\"", `t.toml:2:18: gc.exec_retention: invalid duration "1 day"`},
+		{"on_state_error", "[exec]\non_state_error = \"Refuse\"", `t.toml:2:18: exec.on_state_error: unknown value "Refuse" (want "refuse" or "allow")`},
+		{"on_state_error in a rule", "[[rules]]\nname = \"r\"\non_state_error = \"allow\"", `t.toml:3:1: rules[0].on_state_error: unknown key`},
 		{"rules.match header", "[[rules]]\nname = \"a\"\n[[rules]]\nname = \"b\"\n[rules.match]\ncontainers = [\"[\"]", `t.toml:6:15: rules[1].match.containers[0]: bad glob`},
 		{"runtime name space", "default_runtime = \"a b\"\n[runtimes.\"a b\"]\npath = \"/x\"", `t.toml:2:11: runtimes.a b: runtime name "a b" contains white space`},
 		{"runtime name control", "default_runtime = \"a\\u001bb\"\n[runtimes.\"a\\u001bb\"]\npath = \"/x\"", `runtime name "a\x1bb" contains white space or a control character`},
@@ -257,5 +262,37 @@ func TestNodeValuesChecked(t *testing.T) {
 	s, err := Compile(c)
 	if err != nil || len(s.Default().Wrapper) != 255 {
 		t.Fatalf("wrapper %q: %v", s.Default().Wrapper, err)
+	}
+}
+
+// [exec] on_state_error is a node setting: refuse by default, in the
+// snapshot, and not a policy key.
+func TestOnStateError(t *testing.T) {
+	for _, tc := range []struct{ src, want string }{
+		{"", OnStateErrorRefuse},
+		{"[exec]\non_state_error = \"refuse\"\n", OnStateErrorRefuse},
+		{"[exec]\non_state_error = \"allow\"\nmode = \"audit\"\n", OnStateErrorAllow},
+		{"exec = { on_state_error = \"allow\" }\n", OnStateErrorAllow},
+	} {
+		c := mustParse(t, tc.src+"[runtimes.runc]\npath = \"/bin/true\"\n")
+		s, err := Compile(c)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if s.OnStateError() != tc.want || c.ExecSettings.OnStateError != tc.want {
+			t.Errorf("%q: OnStateError() = %q, config %q; want %q", tc.src, s.OnStateError(), c.ExecSettings.OnStateError, tc.want)
+		}
+		if strings.Contains(tc.src, "audit") && s.Policy.Mode != ModeAudit {
+			t.Errorf("%q: the policy keys beside it are lost: %+v", tc.src, s.Policy)
+		}
+	}
+	// A snapshot published before the setting existed refuses.
+	if got := (&Snapshot{Config: &Config{}}).OnStateError(); got != OnStateErrorRefuse {
+		t.Errorf("old snapshot: %q", got)
+	}
+	a, _ := Compile(mustParse(t, "[runtimes.runc]\npath = \"/bin/true\"\n"))
+	b, _ := Compile(mustParse(t, "[runtimes.runc]\npath = \"/bin/true\"\n[exec]\non_state_error = \"allow\"\n"))
+	if a.Digest == b.Digest {
+		t.Error("on_state_error is not in the snapshot's digest")
 	}
 }

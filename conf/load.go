@@ -81,7 +81,7 @@ func Parse(file string, data []byte) (*Config, error) {
 	layout := fileLayout{Config: &cfg}
 	dec := toml.NewDecoder(bytes.NewReader(p.sanitized(data))).DisallowUnknownFields()
 	decErr := dec.Decode(&layout)
-	cfg.Exec = layout.Exec.PolicyFields
+	cfg.Exec, cfg.ExecSettings = layout.Exec.PolicyFields, layout.Exec.ExecSettings
 	var strict *toml.StrictMissingError
 	var de *toml.DecodeError
 	switch {
@@ -146,6 +146,9 @@ func applyDefaults(c *Config) {
 	}
 	if c.GC.WrapperGrace == 0 {
 		c.GC.WrapperGrace = Duration(DefaultWrapperGrace)
+	}
+	if c.ExecSettings.OnStateError == "" {
+		c.ExecSettings.OnStateError = OnStateErrorRefuse
 	}
 	if c.Sessions.MaxBytes == 0 {
 		c.Sessions.MaxBytes = DefaultSessionMaxBytes
@@ -472,6 +475,7 @@ var stringChecks = map[string]func(string) error{
 	"runtimes.*.args":        noNUL,
 	"audit.path":             emptyOr(nodePath),
 	"metrics.address":        emptyOr(listenAddress),
+	"exec.on_state_error":    oneOf("value", OnStateErrorRefuse, OnStateErrorAllow),
 	"rules.match.namespaces": glob,
 	"rules.match.pods":       glob,
 	"rules.match.containers": glob,
