@@ -71,7 +71,7 @@ var PolicyKeys = [...]PolicyKey{
 		check: knownSignal, tighten: equalOnly[string]},
 	&policyKey[Duration]{name: "kill_grace", def: Duration(10 * time.Second),
 		get: func(p *Policy) *Duration { return &p.KillGrace }, set: func(f *PolicyFields) **Duration { return &f.KillGrace },
-		check: durationNotNegative, tighten: when(lowers[Duration])},
+		check: durationNotNegative, tighten: when(shortens)},
 	&policyKey[string]{name: "record", def: RecordOff,
 		get: func(p *Policy) *string { return &p.Record }, set: func(f *PolicyFields) **string { return &f.Record },
 		check: oneOf("value", records...), tighten: ranked(records...)},
@@ -538,8 +538,15 @@ func lowers[T ~int | ~int64](want, have T) bool {
 	return want > 0 && (have == 0 || want <= have)
 }
 
+// shortens: a grace period may only be shortened, to a non-zero value.
+// Unlike max_duration's, a kill_grace of 0 is no "no limit": the shim
+// sends SIGKILL right after kill_signal, so nothing is shorter.
+func shortens(want, have Duration) bool { return want > 0 && want < have }
+
 // userTightens: forcing user want instead of have narrows who the exec
-// runs as: only from no forced user or root to a non-root one.
+// runs as: only from no forced user or root to a non-root one. A group
+// the node forces stays forced (without one, the requested group, maybe
+// 0, would apply).
 func userTightens(want, have string) bool {
 	uid, gid, hasGID, err := ParseUser(want)
 	if err != nil || uid == 0 || (hasGID && gid == 0) {
@@ -548,8 +555,8 @@ func userTightens(want, have string) bool {
 	if have == "" {
 		return true
 	}
-	huid, _, _, err := ParseUser(have)
-	return err == nil && huid == 0
+	huid, _, haveGID, err := ParseUser(have)
+	return err == nil && huid == 0 && (hasGID || !haveGID)
 }
 
 // union: a list's entries are added to the policy's (a fresh list: the

@@ -3,6 +3,7 @@ package conf
 import (
 	"encoding/json"
 	"fmt"
+	"math"
 	"reflect"
 	"slices"
 	"strings"
@@ -286,6 +287,10 @@ func TestTighten(t *testing.T) {
 		{"max_concurrent", `max_concurrent = 4`, `8`, Loosens, `4`},
 		{"max_duration", `max_duration = "1h"`, `"10m"`, Replaced, `"10m0s"`},
 		{"kill_grace", ``, `"0s"`, Loosens, `"10s"`},
+		{"kill_grace", ``, `"1s"`, Replaced, `"1s"`},
+		{"kill_grace", `kill_grace = "0s"`, `"5s"`, Loosens, `"0s"`},
+		{"user", `user = "0:5"`, `"1000"`, Loosens, `"0:5"`},
+		{"user", `user = "0:5"`, `"1000:5"`, Replaced, `"1000:5"`},
 	} {
 		cfg := mustParse(t, "[runtimes.runc]\npath = \"/bin/true\"\n[exec]\n"+tc.node+"\n")
 		p := DefaultPolicy().Apply(cfg.Exec)
@@ -352,5 +357,126 @@ func TestShowIsJSON(t *testing.T) {
 	}
 	if got := show(Duration(90 * time.Second)); got != `"1m30s"` {
 		t.Errorf("duration %s", got)
+	}
+}
+
+// tighterOrSame says, per key and independently of the tighten rules,
+// when a policy after an annotation is at least as tight as before.
+var tighterOrSame = map[string]func(before, after *Policy) bool{
+	"mode":                      func(b, a *Policy) bool { return rank(a.Mode, modes) <= rank(b.Mode, modes) },
+	"privileged":                func(b, a *Policy) bool { return rank(a.Privileged, privileged) <= rank(b.Privileged, privileged) },
+	"deny_exec_into_privileged": func(b, a *Policy) bool { return a.DenyExecIntoPrivileged || !b.DenyExecIntoPrivileged },
+	"deny_root":                 func(b, a *Policy) bool { return a.DenyRoot || !b.DenyRoot },
+	"user": func(b, a *Policy) bool {
+		if a.User == b.User {
+			return true
+		}
+		// From no forced user, or root, to a non-root user and group; a
+		// group the node forces stays forced.
+		buid, _, bHasGID, _ := ParseUser(b.User)
+		uid, gid, hasGID, err := ParseUser(a.User)
+		return (b.User == "" || buid == 0) && err == nil && uid != 0 && (!hasGID || gid != 0) && (hasGID || !bHasGID)
+	},
+	"working_dir": func(b, a *Policy) bool { return a.WorkingDir == b.WorkingDir },
+	"allow_tty":   func(b, a *Policy) bool { return !a.AllowTTY || b.AllowTTY },
+	"env":         func(b, a *Policy) bool { return slices.Equal(a.Env, b.Env) },
+	"unset_env":   func(b, a *Policy) bool { return subset(b.UnsetEnv, a.UnsetEnv) },
+	"allow_commands": func(b, a *Policy) bool {
+		return len(b.AllowCommands) == 0 || slices.Equal(a.AllowCommands, b.AllowCommands)
+	},
+	"deny_commands":  func(b, a *Policy) bool { return subset(b.DenyCommands, a.DenyCommands) },
+	"max_concurrent": func(b, a *Policy) bool { return limit(a.MaxConcurrent) <= limit(b.MaxConcurrent) },
+	"max_duration":   func(b, a *Policy) bool { return limit(a.MaxDuration) <= limit(b.MaxDuration) },
+	"kill_signal":    func(b, a *Policy) bool { return a.KillSignal == b.KillSignal },
+	// 0 is SIGKILL right after kill_signal: the shortest grace, not "none".
+	"kill_grace":   func(b, a *Policy) bool { return a.KillGrace <= b.KillGrace },
+	"record":       func(b, a *Policy) bool { return rank(a.Record, records) <= rank(b.Record, records) },
+	"record_input": func(b, a *Policy) bool { return a.RecordInput || !b.RecordInput },
+}
+
+func rank(v string, tightestFirst []string) int { return slices.Index(tightestFirst, v) }
+
+func subset(small, big []string) bool {
+	for _, s := range small {
+		if !slices.Contains(big, s) {
+			return false
+		}
+	}
+	return true
+}
+
+// limit is a limit where 0 means none.
+func limit[T ~int | ~int64](v T) float64 {
+	if v == 0 {
+		return math.Inf(1)
+	}
+	return float64(v)
+}
+
+// Property 3: a pod annotation can only tighten the policy, whatever the
+// node's values are. Every node value (TOML; "" leaves the default) meets
+// every annotation value (JSON); many of them would loosen it.
+func TestAnnotationOnlyTightens(t *testing.T) {
+	values := map[string]struct{ node, ann []string }{
+		"mode":                      {[]string{``, `"enforce"`, `"audit"`}, []string{`"enforce"`, `"audit"`}},
+		"privileged":                {[]string{``, `"clamp"`, `"allow"`}, []string{`"deny"`, `"clamp"`, `"allow"`}},
+		"deny_exec_into_privileged": {[]string{`false`, `true`}, []string{`false`, `true`}},
+		"deny_root":                 {[]string{`false`, `true`}, []string{`false`, `true`}},
+		"user":                      {[]string{``, `"0"`, `"0:0"`, `"0:5"`, `"1000"`, `"1000:1000"`}, []string{`"0"`, `"0:0"`, `"0:1000"`, `"1000"`, `"1000:0"`, `"1000:1000"`, `"2000:2000"`}},
+		"working_dir":               {[]string{``, `"/srv"`}, []string{`""`, `"/"`, `"/srv"`, `"/tmp"`}},
+		"allow_tty":                 {[]string{`true`, `false`}, []string{`true`, `false`}},
+		"env":                       {[]string{``, `["A=1"]`}, []string{`[]`, `["A=1"]`, `["A=2"]`, `["A=1", "LD_PRELOAD=/x.so"]`}},
+		"unset_env":                 {[]string{``, `["A*", "B"]`}, []string{`[]`, `["A*"]`, `["C"]`}},
+		"allow_commands":            {[]string{``, `["ls"]`}, []string{`[]`, `["*"]`, `["ls", "sh"]`}},
+		"deny_commands":             {[]string{``, `["sh", "bash"]`}, []string{`[]`, `["sh"]`, `["nc"]`}},
+		"max_concurrent":            {[]string{`0`, `1`, `5`}, []string{`0`, `1`, `3`, `10`}},
+		"max_duration":              {[]string{`"0s"`, `"1m"`, `"1h"`}, []string{`"0s"`, `"30s"`, `"1m"`, `"2h"`}},
+		"kill_signal":               {[]string{``, `"SIGKILL"`, `"SIGINT"`}, []string{`"SIGTERM"`, `"TERM"`, `"15"`, `"SIGKILL"`, `"9"`, `"SIGINT"`}},
+		"kill_grace":                {[]string{`"0s"`, `"5s"`, ``}, []string{`"0s"`, `"1s"`, `"5s"`, `"1m"`}},
+		"record":                    {[]string{``, `"tty"`, `"all"`}, []string{`"off"`, `"tty"`, `"all"`}},
+		"record_input":              {[]string{`false`, `true`}, []string{`false`, `true`}},
+	}
+	for _, k := range PolicyKeys {
+		name := k.Name()
+		v, ok := values[name]
+		if !ok || tighterOrSame[name] == nil {
+			t.Errorf("%s: no values or no tighterOrSame: add them", name)
+			continue
+		}
+		loosening := 0
+		for _, node := range v.node {
+			var line string
+			if node != "" {
+				line = name + " = " + node
+			}
+			cfg := mustParse(t, "[runtimes.runc]\npath = \"/bin/true\"\n[exec]\n"+line+"\n")
+			before := DefaultPolicy().Apply(cfg.Exec)
+			for _, ann := range v.ann {
+				var f PolicyFields
+				if err := json.Unmarshal([]byte(`{"`+name+`":`+ann+`}`), &f); err != nil {
+					t.Fatal(err)
+				}
+				if err := f.Check(); err != nil {
+					t.Fatalf("%s = %s: %v", name, ann, err)
+				}
+				if overridden := before.Apply(f); !tighterOrSame[name](&before, &overridden) {
+					loosening++ // what allow_overrides would let it do
+				}
+				after := DefaultPolicy().Apply(cfg.Exec)
+				got := k.Tighten(&after, &f)
+				if !tighterOrSame[name](&before, &after) {
+					t.Errorf("%s = %s onto node %s: %s, now %s (%+v)", name, ann, k.Show(&before), "loosened", k.Show(&after), got)
+				}
+				if (got.Result == Loosens || got.Result == Unchanged || got.Result == Narrowed) && k.Show(&after) != k.Show(&before) {
+					t.Errorf("%s = %s onto node %s: %v but the value changed to %s", name, ann, k.Show(&before), got.Result, k.Show(&after))
+				}
+				if got.Result == Narrowed && (len(before.AllowCommands) == 0 || !slices.Equal(got.Also, *f.AllowCommands)) {
+					t.Errorf("%s = %s onto node %s: narrowed with %q", name, ann, k.Show(&before), got.Also)
+				}
+			}
+		}
+		if loosening == 0 {
+			t.Errorf("%s: no annotation value would loosen any node value: add some", name)
+		}
 	}
 }
