@@ -50,6 +50,15 @@ bench-e2e: build
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem ./...
 
+# Fuzzes the config loader (FuzzLoad: never panics, what it accepts
+# compiles and round-trips) and the policy engine (FuzzDecide), each for
+# FUZZTIME, from their seed corpora (FuzzLoad's: the README's and the
+# deployed configs). A failing input is saved under testdata/fuzz/.
+FUZZTIME  ?= 60s
+fuzz:
+	$(GO) test -run '^$$' -fuzz '^FuzzLoad$$' -fuzztime $(FUZZTIME) ./conf/
+	$(GO) test -run '^$$' -fuzz '^FuzzDecide$$' -fuzztime $(FUZZTIME) ./execpolicy/
+
 # Installs under $(DESTDIR): nri-execguard and containerd-shim-execguard-v2
 # in $(PREFIX)/bin, each copied to a temporary name in that directory and
 # renamed over the old file (mv -f within one directory is a rename), so

@@ -8,12 +8,16 @@ import (
 )
 
 // Config is the operator's TOML file. Keys are the product's interface; the
-// README documents each one.
+// README documents each one. The [exec] table holds both Exec and
+// ExecSettings (see fileLayout): Exec stays a PolicyFields, like a rule's
+// and the pod annotation's, so that nothing but a policy key can be
+// overlaid on the policy.
 type Config struct {
 	StateDir       string             `toml:"state_dir" json:"state_dir"`
 	DefaultRuntime string             `toml:"default_runtime" json:"default_runtime"`
 	Runtimes       map[string]Runtime `toml:"runtimes" json:"runtimes"`
-	Exec           PolicyFields       `toml:"exec" json:"exec"`
+	Exec           PolicyFields       `toml:"-" json:"exec"`
+	ExecSettings   ExecSettings       `toml:"-" json:"exec_settings"`
 	Rules          []Rule             `toml:"rules" json:"rules,omitempty"`
 	Annotations    Annotations        `toml:"annotations" json:"annotations"`
 	GC             GC                 `toml:"gc" json:"gc"`
@@ -21,6 +25,34 @@ type Config struct {
 	Metrics        Metrics            `toml:"metrics" json:"metrics"`
 	Sessions       Sessions           `toml:"sessions" json:"sessions"`
 }
+
+// fileLayout is a Config as the TOML file lays it out: [exec] holds the
+// node's exec settings beside the default policy's keys. Parse decodes
+// into it.
+type fileLayout struct {
+	*Config
+	Exec execTable `toml:"exec"`
+}
+
+type execTable struct {
+	PolicyFields
+	ExecSettings
+}
+
+// ExecSettings are the [exec] keys that are not policy keys: they say how
+// the node runs the policy, so no rule or pod annotation can set them.
+type ExecSettings struct {
+	// OnStateError is what the shim does with an exec when state it needs
+	// (container facts, exec records, the snapshot) cannot be read or
+	// written: OnStateErrorRefuse or OnStateErrorAllow.
+	OnStateError string `toml:"on_state_error" json:"on_state_error"`
+}
+
+// Values of on_state_error.
+const (
+	OnStateErrorRefuse = "refuse"
+	OnStateErrorAllow  = "allow"
+)
 
 // Sessions bounds exec session recordings (the record policy key).
 type Sessions struct {

@@ -4,13 +4,19 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"reflect"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/hashicorp/go-multierror"
 	"github.com/pelletier/go-toml/v2"
@@ -66,20 +72,27 @@ func Load(path string) (*Config, error) {
 // Parse decodes and validates a config. file names it in errors. Every
 // problem found is reported at once, each as FILE:LINE:COL: key: what.
 func Parse(file string, data []byte) (*Config, error) {
-	p := &parsed{file: file, pos: map[string]unstable.Position{}}
+	p := &parsed{file: file, pos: map[string]unstable.Position{}, lines: lineStarts(data),
+		arrays: map[string]int{}, unknown: map[unstable.Position]string{}}
 	if err := p.index(data); err != nil {
 		return nil, err
 	}
 	var cfg Config
+	layout := fileLayout{Config: &cfg}
 	dec := toml.NewDecoder(bytes.NewReader(p.sanitized(data))).DisallowUnknownFields()
-	decErr := dec.Decode(&cfg)
+	decErr := dec.Decode(&layout)
+	cfg.Exec, cfg.ExecSettings = layout.Exec.PolicyFields, layout.Exec.ExecSettings
 	var strict *toml.StrictMissingError
 	var de *toml.DecodeError
 	switch {
 	case errors.As(decErr, &strict):
 		for _, e := range strict.Errors {
 			line, col := e.Position()
-			p.addAt(line, col, strings.Join(e.Key(), "."), "unknown key")
+			key, ok := p.unknown[unstable.Position{Line: line, Column: col}]
+			if !ok { // not a key the index saw there: as the decoder names it
+				key = strings.Join(e.Key(), ".")
+			}
+			p.addAt(line, col, key, "unknown key")
 		}
 	case errors.As(decErr, &de):
 		line, col := de.Position()
@@ -134,6 +147,9 @@ func applyDefaults(c *Config) {
 	if c.GC.WrapperGrace == 0 {
 		c.GC.WrapperGrace = Duration(DefaultWrapperGrace)
 	}
+	if c.ExecSettings.OnStateError == "" {
+		c.ExecSettings.OnStateError = OnStateErrorRefuse
+	}
 	if c.Sessions.MaxBytes == 0 {
 		c.Sessions.MaxBytes = DefaultSessionMaxBytes
 	}
@@ -145,8 +161,18 @@ func applyDefaults(c *Config) {
 // parsed collects problems with the positions of the keys they concern.
 type parsed struct {
 	file string
-	pos  map[string]unstable.Position // dotted key path -> position of its value
+	pos  map[string]unstable.Position // key path (as validation names it) -> position of its value
 	errs *multierror.Error
+	// lines are the offsets at which the file's lines start: a position
+	// is a binary search away. (unstable.Parser.Shape counts lines from
+	// the start of the file each time: quadratic over a file.)
+	lines []int
+	// arrays counts the entries of each array of tables seen so far
+	// ("rules" -> 3), so that [[rules]] and [rules.match] name theirs.
+	arrays map[string]int
+	// unknown are the keys that name no field, by position, so that an
+	// unknown key is named like the others ("rules[2].colour").
+	unknown map[unstable.Position]string
 	// badDurations are the ranges of duration values already reported;
 	// the strict decode reads "0s" there so that it goes on to report
 	// unknown keys and cross-key problems too.
@@ -161,6 +187,9 @@ func (p *parsed) sanitized(data []byte) []byte {
 	var b bytes.Buffer
 	last := 0
 	for _, r := range p.badDurations {
+		if int(r.Offset) < last {
+			continue // the same value, reported twice
+		}
 		b.Write(data[last:r.Offset])
 		b.WriteString(`"0s"`)
 		last = int(r.Offset + r.Length)
@@ -216,28 +245,27 @@ func formatProblems(errs []error) string {
 	return strings.Join(lines, "\n")
 }
 
-// index records the position of every key, checks the values of policy keys
-// in [exec] and [[rules]] (as PolicyKeys says) and other scalar values by
-// key name (durations, paths, globs), so that all such mistakes are
-// reported together, before the strict decode stops at the first one.
+// index walks the file's keys as the decoder will match them to the
+// fields of fileLayout. It records the position of every key under the
+// path validation names it by; reports a key the decoder would take in
+// another case (it matches names in any case: the file would mean more
+// than it says, e.g. mode and Mode both set, the last one winning); and
+// checks the values of policy keys (as PolicyKeys says), durations, paths,
+// globs and enums by the field they decode into, so that all such
+// mistakes are reported together, before the strict decode stops at the
+// first one.
 func (p *parsed) index(data []byte) error {
 	var up unstable.Parser
 	up.Reset(data)
-	var table string
-	arrays := map[string]int{}
+	root := loc{typ: reflect.TypeFor[fileLayout]()}
+	table := root
 	for up.NextExpression() {
 		n := up.Expression()
 		switch n.Kind {
-		case unstable.Table:
-			table = keyPath(n.Key())
-			p.pos[table] = keyStart(&up, n)
-		case unstable.ArrayTable:
-			base := keyPath(n.Key())
-			table = fmt.Sprintf("%s[%d]", base, arrays[base])
-			arrays[base]++
-			p.pos[table] = keyStart(&up, n)
+		case unstable.Table, unstable.ArrayTable:
+			table = p.header(root, n)
 		case unstable.KeyValue:
-			p.keyValue(&up, table, n)
+			p.keyValue(table, n)
 		}
 	}
 	if err := up.Error(); err != nil {
@@ -248,7 +276,7 @@ func (p *parsed) index(data []byte) error {
 			if len(pe.Highlight) > 0 {
 				off = cap(data) - cap(pe.Highlight)
 			}
-			pos := position(data, off)
+			pos := p.at(off)
 			return &Problem{File: p.file, Line: pos.Line, Col: pos.Column, Key: strings.Join(pe.Key, "."), Msg: "syntax error: " + pe.Message}
 		}
 		return &Problem{File: p.file, Line: 1, Col: 1, Msg: err.Error()}
@@ -256,40 +284,289 @@ func (p *parsed) index(data []byte) error {
 	return nil
 }
 
-func position(data []byte, off int) unstable.Position {
-	before := data[:off]
-	line := bytes.Count(before, []byte("\n")) + 1
-	col := off - bytes.LastIndexByte(before, '\n')
-	return unstable.Position{Offset: off, Line: line, Column: col}
+func lineStarts(data []byte) []int {
+	lines := []int{0}
+	for i, c := range data {
+		if c == '\n' {
+			lines = append(lines, i+1)
+		}
+	}
+	return lines
 }
 
-// keyStart is the position of a table header's key.
-func keyStart(up *unstable.Parser, n *unstable.Node) unstable.Position {
+// at is the position of byte offset off (columns count bytes, as the
+// decoder's do).
+func (p *parsed) at(off int) unstable.Position {
+	i := sort.Search(len(p.lines), func(i int) bool { return p.lines[i] > off }) - 1
+	return unstable.Position{Offset: off, Line: i + 1, Column: off - p.lines[i] + 1}
+}
+
+// valueAt is the position of a value; an array has none of its own, so
+// it is the key's.
+func (p *parsed) valueAt(v *unstable.Node, key unstable.Position) unstable.Position {
+	if v.Raw.Length == 0 {
+		return key
+	}
+	return p.at(int(v.Raw.Offset))
+}
+
+// mark records the position of a table or key that has none yet.
+func (p *parsed) mark(path string, at unstable.Position) {
+	if _, ok := p.pos[path]; !ok {
+		p.pos[path] = at
+	}
+}
+
+// loc is where a key stands.
+type loc struct {
+	// path names the key in problems: "rules[2].match.namespaces".
+	path string
+	// schema is path without indexes and with "*" for the keys of a map
+	// ("rules.match.namespaces", "runtimes.*.path"): what checks go by.
+	schema string
+	// typ is the type the key decodes into; nil when the decoder knows
+	// no such key (it reports it).
+	typ reflect.Type
+}
+
+// child is l's key name, written at at. A key that the decoder matches
+// to a field named in another case is a problem; the child is the field.
+func (p *parsed) child(l loc, name string, at unstable.Position) loc {
+	c := loc{path: join(l.path, name)}
+	t := l.typ
+	for t != nil && t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	switch {
+	case t == nil:
+	case t.Kind() == reflect.Struct:
+		f, ok := fieldOf(t, name)
+		if !ok {
+			p.unknown[unstable.Position{Line: at.Line, Column: at.Column}] = c.path // the strict decoder reports it
+			return c
+		}
+		if f.name != name {
+			p.addAt(at.Line, at.Column, c.path, fmt.Sprintf("key in another case: write %q", f.name))
+		}
+		c.path, c.schema, c.typ = join(l.path, f.name), join(l.schema, f.name), f.typ
+	case t.Kind() == reflect.Map:
+		c.schema, c.typ = join(l.schema, "*"), t.Elem()
+	}
+	return c
+}
+
+// elem is element i of the list at l.
+func (l loc) elem(i int) loc {
+	e := loc{path: fmt.Sprintf("%s[%d]", l.path, i), schema: l.schema}
+	t := l.typ
+	for t != nil && t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	if t != nil && t.Kind() == reflect.Slice {
+		e.typ = t.Elem()
+	}
+	return e
+}
+
+// isTableArray reports whether t is a list of tables ([[rules]]).
+func isTableArray(t reflect.Type) bool {
+	return t != nil && t.Kind() == reflect.Slice && t.Elem().Kind() == reflect.Struct
+}
+
+// header resolves a table header [a.b] or [[a.b]]. A part naming an array
+// of tables stands for its last entry, or for a new one at the end of
+// [[...]].
+func (p *parsed) header(root loc, n *unstable.Node) loc {
+	l := root
 	it := n.Key()
-	if it.Next() {
-		return up.Shape(it.Node().Raw).Start
+	for more := it.Next(); more; {
+		k := it.Node()
+		at := p.at(int(k.Raw.Offset))
+		l = p.child(l, string(k.Data), at)
+		more = it.Next()
+		if isTableArray(l.typ) {
+			i := p.arrays[l.path] - 1
+			if !more && n.Kind == unstable.ArrayTable {
+				i++
+				p.arrays[l.path] = i + 1
+			}
+			p.mark(l.path, at)
+			l = l.elem(i)
+		}
+		p.mark(l.path, at)
 	}
-	return unstable.Position{Line: 1, Column: 1}
+	return l
 }
 
-// lastKeyStart is the position of the last part of a key-value's key.
-func lastKeyStart(up *unstable.Parser, n *unstable.Node) unstable.Position {
-	var last *unstable.Node
+func (p *parsed) keyValue(table loc, n *unstable.Node) {
+	l := table
+	var at unstable.Position
 	for it := n.Key(); it.Next(); {
-		last = it.Node()
+		k := it.Node()
+		at = p.at(int(k.Raw.Offset))
+		l = p.child(l, string(k.Data), at)
+		p.mark(l.path, at)
 	}
-	if last == nil {
-		return unstable.Position{Line: 1, Column: 1}
+	v := n.Value()
+	p.pos[l.path] = p.valueAt(v, at)
+	pk, isPolicy := policyKeyBySchema[l.schema]
+	switch v.Kind {
+	case unstable.InlineTable:
+		p.inlineTable(l, v)
+	case unstable.Array:
+		i := 0
+		for it := v.Children(); it.Next(); i++ {
+			c := it.Node()
+			e := l.elem(i)
+			p.pos[e.path] = p.valueAt(c, at)
+			switch {
+			case c.Kind == unstable.InlineTable: // rules = [{ ... }]
+				p.inlineTable(e, c)
+			case c.Kind == unstable.String && !isPolicy:
+				p.checkString(e, c)
+			}
+		}
+		if isTableArray(l.typ) {
+			p.arrays[l.path] = i
+		}
+	case unstable.String:
+		if !isPolicy {
+			p.checkString(l, v)
+		}
 	}
-	return up.Shape(last.Raw).Start
+	if isPolicy {
+		probs, badDuration := pk.checkTOML(v)
+		if badDuration {
+			p.badDurations = append(p.badDurations, v.Raw)
+		}
+		for _, pr := range probs {
+			at := l.path
+			if pr.Elem >= 0 {
+				at = fmt.Sprintf("%s[%d]", l.path, pr.Elem)
+			}
+			p.add(at, "%s", pr.Msg)
+		}
+	}
 }
 
-func keyPath(it unstable.Iterator) string {
-	var parts []string
-	for it.Next() {
-		parts = append(parts, string(it.Node().Data))
+func (p *parsed) inlineTable(l loc, v *unstable.Node) {
+	for it := v.Children(); it.Next(); {
+		if c := it.Node(); c.Kind == unstable.KeyValue {
+			p.keyValue(l, c)
+		}
 	}
-	return strings.Join(parts, ".")
+}
+
+// policyKeyBySchema are the policy keys of [exec] and of a rule.
+var policyKeyBySchema = func() map[string]PolicyKey {
+	m := map[string]PolicyKey{}
+	for _, k := range PolicyKeys {
+		m["exec."+k.Name()] = k
+		m["rules."+k.Name()] = k
+	}
+	return m
+}()
+
+// stringChecks validate the string values of keys other than policy keys
+// and durations, by schema path; a list's check applies to each element.
+var stringChecks = map[string]func(string) error{
+	"state_dir":              nodePath,
+	"runtimes.*.path":        nodePath,
+	"runtimes.*.args":        noNUL,
+	"audit.path":             emptyOr(nodePath),
+	"metrics.address":        emptyOr(listenAddress),
+	"exec.on_state_error":    oneOf("value", OnStateErrorRefuse, OnStateErrorAllow),
+	"rules.match.namespaces": glob,
+	"rules.match.pods":       glob,
+	"rules.match.containers": glob,
+}
+
+// checkString validates a string value that is not a policy key's: a
+// duration by its type, anything else as stringChecks says.
+func (p *parsed) checkString(l loc, v *unstable.Node) {
+	s := string(v.Data)
+	if l.typ == reflect.TypeFor[Duration]() {
+		d, err := time.ParseDuration(s)
+		switch {
+		case err != nil:
+			p.add(l.path, "invalid duration %q (want e.g. \"30s\", \"10m\")", s)
+			p.badDurations = append(p.badDurations, v.Raw)
+		case d < 0:
+			p.add(l.path, "negative duration %q", s)
+		}
+		return
+	}
+	if check := stringChecks[l.schema]; check != nil {
+		if err := check(s); err != nil {
+			p.add(l.path, "%v", err)
+		}
+	}
+}
+
+// tomlField is a field as the decoder sees it: its key and its type.
+type tomlField struct {
+	name string
+	typ  reflect.Type
+}
+
+var tomlFields sync.Map // reflect.Type -> []tomlField
+
+// fieldOf returns the field of struct type t that the decoder
+// (go-toml v2) fills from key: the one named key exactly, else the first
+// one whose name has key's lower case. Its fields are go-toml's: the
+// toml tag's name (or the Go name), none for "-", embedded structs
+// flattened after the others so that shallower fields win.
+func fieldOf(t reflect.Type, key string) (tomlField, bool) {
+	v, ok := tomlFields.Load(t)
+	if !ok {
+		v, _ = tomlFields.LoadOrStore(t, appendFields(nil, t))
+	}
+	fields := v.([]tomlField)
+	for _, f := range fields {
+		if f.name == key {
+			return f, true
+		}
+	}
+	lower := strings.ToLower(key)
+	for _, f := range fields {
+		if strings.ToLower(f.name) == lower {
+			return f, true
+		}
+	}
+	return tomlField{}, false
+}
+
+func appendFields(fields []tomlField, t reflect.Type) []tomlField {
+	var embedded []reflect.Type
+	for i := range t.NumField() {
+		sf := t.Field(i)
+		name := sf.Name
+		tag, tagged := sf.Tag.Lookup("toml")
+		if tag == "-" {
+			continue
+		}
+		if n, _, _ := strings.Cut(tag, ","); tagged && n != "" {
+			name = n
+		}
+		ft := sf.Type
+		if ft.Kind() == reflect.Pointer {
+			ft = ft.Elem()
+		}
+		switch {
+		case sf.Anonymous && ft.Kind() == reflect.Struct && name == sf.Name:
+			embedded = append(embedded, ft)
+			continue
+		case sf.Anonymous && ft.Kind() != reflect.Struct, !sf.Anonymous && !sf.IsExported():
+			continue
+		}
+		if !slices.ContainsFunc(fields, func(f tomlField) bool { return f.name == name }) {
+			fields = append(fields, tomlField{name: name, typ: sf.Type})
+		}
+	}
+	for _, et := range embedded {
+		fields = appendFields(fields, et)
+	}
+	return fields
 }
 
 func join(prefix, key string) string {
@@ -299,104 +576,41 @@ func join(prefix, key string) string {
 	return prefix + "." + key
 }
 
-func (p *parsed) keyValue(up *unstable.Parser, table string, n *unstable.Node) {
-	key := join(table, keyPath(n.Key()))
-	v := n.Value()
-	p.pos[key] = up.Shape(v.Raw).Start
-	pk, written, isPolicy := policyKeyAt(key)
-	if isPolicy && written != pk.Name() {
-		// The decoder would take it for the key (it matches names in any
-		// case); refuse it rather than let it apply unchecked.
-		// At the key: a list value has no position of its own.
-		pos := lastKeyStart(up, n)
-		p.addAt(pos.Line, pos.Column, key, fmt.Sprintf("policy key in another case: write %q", pk.Name()))
-		if _, badDuration := pk.checkTOML(v); badDuration {
-			p.badDurations = append(p.badDurations, v.Raw) // decode on
-		}
-		return
+// nodePath accepts an absolute path on the node without a ".." element,
+// which would make it mean another directory than it reads as once a
+// link lies along it.
+func nodePath(v string) error {
+	switch {
+	case !filepath.IsAbs(v):
+		return fmt.Errorf("%q is not an absolute path", v)
+	case slices.Contains(strings.Split(v, "/"), ".."):
+		return fmt.Errorf("%q has a \"..\" element", v)
 	}
-	switch v.Kind {
-	case unstable.InlineTable:
-		p.inlineTable(up, key, v)
-	case unstable.Array:
-		it := v.Children()
-		for i := 0; it.Next(); i++ {
-			c := it.Node()
-			ek := fmt.Sprintf("%s[%d]", key, i)
-			p.pos[ek] = up.Shape(c.Raw).Start
-			switch {
-			case c.Kind == unstable.InlineTable: // rules = [{ ... }]
-				p.inlineTable(up, ek, c)
-			case c.Kind == unstable.String && !isPolicy:
-				p.checkScalar(key, ek, string(c.Data), c.Raw)
-			}
-		}
-	case unstable.String:
-		if !isPolicy {
-			p.checkScalar(key, key, string(v.Data), v.Raw)
-		}
-	}
-	if isPolicy {
-		probs, badDuration := pk.checkTOML(v)
-		if badDuration {
-			p.badDurations = append(p.badDurations, v.Raw)
-		}
-		for _, pr := range probs {
-			at := key
-			if pr.Elem >= 0 {
-				at = fmt.Sprintf("%s[%d]", key, pr.Elem)
-			}
-			p.add(at, "%s", pr.Msg)
-		}
-	}
+	return noNUL(v)
 }
 
-func (p *parsed) inlineTable(up *unstable.Parser, key string, v *unstable.Node) {
-	it := v.Children()
-	for it.Next() {
-		if c := it.Node(); c.Kind == unstable.KeyValue {
-			p.keyValue(up, key, c)
-		}
+func noNUL(v string) error {
+	if strings.ContainsRune(v, 0) {
+		return fmt.Errorf("%q contains NUL", v)
 	}
+	return nil
 }
 
-// leaf returns the last element of a dotted key path, without any index.
-func leaf(key string) string {
-	if i := strings.LastIndexByte(key, '.'); i >= 0 {
-		key = key[i+1:]
+// listenAddress accepts what the metrics listener takes: host:port.
+func listenAddress(v string) error {
+	if _, port, err := net.SplitHostPort(v); err != nil || port == "" {
+		return fmt.Errorf("%q is not a host:port listen address", v)
 	}
-	if i := strings.IndexByte(key, '['); i >= 0 {
-		key = key[:i]
-	}
-	return key
+	return nil
 }
 
-// checkScalar validates a string value of a key other than a policy key
-// by the name of its key. at is where the value stands (an array element
-// has its own index).
-func (p *parsed) checkScalar(key, at, v string, raw unstable.Range) {
-	if strings.Contains(key, "pod_labels.") {
-		return // label names are the user's, not policy keys (env = "prod")
-	}
-	switch leaf(key) {
-	case "interval", "exec_retention", "wrapper_grace":
-		if d, err := time.ParseDuration(v); err != nil {
-			p.add(at, "invalid duration %q (want e.g. \"30s\", \"10m\")", v)
-			p.badDurations = append(p.badDurations, raw)
-		} else if d < 0 {
-			p.add(at, "negative duration %q", v)
+// emptyOr accepts "" (off) or what check accepts.
+func emptyOr(check func(string) error) func(string) error {
+	return func(v string) error {
+		if v == "" {
+			return nil
 		}
-	case "path", "state_dir":
-		if table := strings.SplitN(key, ".", 2)[0]; table == "audit" && v == "" {
-			return
-		}
-		if !filepath.IsAbs(v) {
-			p.add(at, "%q is not an absolute path", v)
-		}
-	case "namespaces", "pods", "containers":
-		if err := glob(v); err != nil {
-			p.add(at, "%v", err)
-		}
+		return check(v)
 	}
 }
 
@@ -440,26 +654,15 @@ func (p *parsed) validate(c *Config) {
 	sort.Strings(names)
 	for _, n := range names {
 		key := "runtimes." + n
-		if err := safefile.SafeName(n); err != nil {
-			p.add(key, "runtime name is not a safe file name part: %v", err)
-		}
-		if strings.ContainsAny(n, " \t\n") {
-			p.add(key, "runtime name %q contains white space", n)
+		if err := checkRuntimeName(n); err != nil {
+			p.add(key, "runtime name %v", err)
 		}
 		rt := c.Runtimes[n]
 		if rt.Path == "" {
 			p.add(key+".path", "missing: the runtime binary's absolute path")
-		} else if !filepath.IsAbs(rt.Path) {
-			if _, ok := p.pos[key+".path"]; !ok { // not already reported by checkScalar
-				p.add(key+".path", "%q is not an absolute path (is runc installed?)", rt.Path)
-			}
-		}
-		if strings.ContainsRune(rt.Path, 0) {
-			p.add(key+".path", "contains NUL")
-		}
-		for i, a := range rt.Args {
-			if strings.ContainsRune(a, 0) {
-				p.add(fmt.Sprintf("%s.args[%d]", key, i), "contains NUL")
+		} else if _, ok := p.pos[key+".path"]; !ok { // else checked where it is written
+			if err := nodePath(rt.Path); err != nil {
+				p.add(key+".path", "%v (is runc installed?)", err)
 			}
 		}
 	}
@@ -488,6 +691,32 @@ func (p *parsed) validate(c *Config) {
 	if c.Audit.MaxSizeMB < 0 {
 		p.add("audit.max_size_mb", "must not be negative")
 	}
+}
+
+// maxRuntimeName leaves room for the ".<sha256>" that names a runtime's
+// wrapper file within NAME_MAX (255).
+const maxRuntimeName = 255 - 1 - 64
+
+// checkRuntimeName accepts a runtime name that can stand as one path
+// element: conf names the runtime's wrapper file "<name>.<sha256>" in the
+// state dir. Logs and the execguard.io/runtime annotation carry it too, so
+// it must read as what it is: printable UTF-8, no white space.
+func checkRuntimeName(n string) error {
+	if err := safefile.SafeName(n); err != nil {
+		return err
+	}
+	if !utf8.ValidString(n) {
+		return fmt.Errorf("%q is not UTF-8", n)
+	}
+	for _, r := range n {
+		if unicode.IsSpace(r) || !unicode.IsPrint(r) {
+			return fmt.Errorf("%q contains white space or a control character", n)
+		}
+	}
+	if len(n) > maxRuntimeName {
+		return fmt.Errorf("%q is longer than %d bytes (its wrapper file is named NAME.SHA256, at most 255 bytes)", n, maxRuntimeName)
+	}
+	return nil
 }
 
 // StateDirOf returns the state_dir a config names even when the config is

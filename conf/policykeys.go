@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"path"
 	"reflect"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -70,7 +71,7 @@ var PolicyKeys = [...]PolicyKey{
 		check: knownSignal, tighten: equalOnly[string]},
 	&policyKey[Duration]{name: "kill_grace", def: Duration(10 * time.Second),
 		get: func(p *Policy) *Duration { return &p.KillGrace }, set: func(f *PolicyFields) **Duration { return &f.KillGrace },
-		check: durationNotNegative, tighten: when(lowers[Duration])},
+		check: durationNotNegative, tighten: when(shortens)},
 	&policyKey[string]{name: "record", def: RecordOff,
 		get: func(p *Policy) *string { return &p.Record }, set: func(f *PolicyFields) **string { return &f.Record },
 		check: oneOf("value", records...), tighten: ranked(records...)},
@@ -407,37 +408,6 @@ func (p Policy) Apply(f PolicyFields) Policy {
 	return p
 }
 
-// policyKeyAt returns the policy key that the dotted key path key names
-// in [exec] or a [[rules]] entry ("exec.mode", "rules[2].deny_root"),
-// matching its name in any case as the TOML and JSON decoders do; written
-// is the name as written there.
-func policyKeyAt(key string) (k PolicyKey, written string, ok bool) {
-	i := strings.LastIndexByte(key, '.')
-	if i < 0 {
-		return nil, "", false
-	}
-	section, name := key[:i], key[i+1:]
-	if !strings.EqualFold(section, "exec") && !isRuleEntry(section) {
-		return nil, "", false
-	}
-	for _, k := range &PolicyKeys {
-		if strings.EqualFold(k.Name(), name) {
-			return k, name, true
-		}
-	}
-	return nil, "", false
-}
-
-// isRuleEntry reports whether s is "rules[N]".
-func isRuleEntry(s string) bool {
-	base, idx, ok := strings.Cut(s, "[")
-	if !ok || !strings.EqualFold(base, "rules") || !strings.HasSuffix(idx, "]") {
-		return false
-	}
-	_, err := strconv.Atoi(strings.TrimSuffix(idx, "]"))
-	return err == nil
-}
-
 // Checks.
 
 // elemError is a problem with element Index of a list.
@@ -480,9 +450,15 @@ func oneOf(what string, values ...string) func(string) error {
 	}
 }
 
+// absOrEmpty accepts "" or an absolute path without a ".." element: the
+// working directory is then the one it reads as.
 func absOrEmpty(v string) error {
-	if v != "" && !path.IsAbs(v) {
+	switch {
+	case v == "":
+	case !path.IsAbs(v):
 		return fmt.Errorf("%q is not an absolute path", v)
+	case slices.Contains(strings.Split(v, "/"), ".."):
+		return fmt.Errorf("%q has a \"..\" element", v)
 	}
 	return nil
 }
@@ -562,8 +538,15 @@ func lowers[T ~int | ~int64](want, have T) bool {
 	return want > 0 && (have == 0 || want <= have)
 }
 
+// shortens: a grace period may only be shortened, to a non-zero value.
+// Unlike max_duration's, a kill_grace of 0 is no "no limit": the shim
+// sends SIGKILL right after kill_signal, so nothing is shorter.
+func shortens(want, have Duration) bool { return want > 0 && want < have }
+
 // userTightens: forcing user want instead of have narrows who the exec
-// runs as: only from no forced user or root to a non-root one.
+// runs as: only from no forced user or root to a non-root one. A group
+// the node forces stays forced (without one, the requested group, maybe
+// 0, would apply).
 func userTightens(want, have string) bool {
 	uid, gid, hasGID, err := ParseUser(want)
 	if err != nil || uid == 0 || (hasGID && gid == 0) {
@@ -572,8 +555,8 @@ func userTightens(want, have string) bool {
 	if have == "" {
 		return true
 	}
-	huid, _, _, err := ParseUser(have)
-	return err == nil && huid == 0
+	huid, _, haveGID, err := ParseUser(have)
+	return err == nil && huid == 0 && (hasGID || !haveGID)
 }
 
 // union: a list's entries are added to the policy's (a fresh list: the

@@ -3,6 +3,7 @@ package conf
 import (
 	"encoding/json"
 	"fmt"
+	"math"
 	"reflect"
 	"slices"
 	"strings"
@@ -105,7 +106,7 @@ var badValues = map[string][]struct{ value, at, msg string }{
 	"deny_exec_into_privileged": {{`"yes"`, `"yes"`, `cannot decode TOML string`}},
 	"deny_root":                 {{`1`, `1`, `cannot decode TOML integer`}},
 	"user":                      {{`"root"`, `"root"`, `user "root": want numeric "uid[:gid]"`}, {`"1000:x"`, `"1000:x"`, `want numeric`}},
-	"working_dir":               {{`"srv"`, `"srv"`, `"srv" is not an absolute path`}},
+	"working_dir":               {{`"srv"`, `"srv"`, `"srv" is not an absolute path`}, {`"/srv/../etc"`, `"/srv/../etc"`, `"/srv/../etc" has a ".." element`}},
 	"allow_tty":                 {{`"no"`, `"no"`, `cannot decode TOML string`}},
 	"env":                       {{`["A=1", "NOEQUALS"]`, `"NOEQUALS"`, `"NOEQUALS" is not of the form KEY=VALUE`}, {`["=x"]`, `"=x"`, `not of the form`}},
 	"unset_env":                 {{`["AWS_*", "["]`, `"["`, `bad glob "["`}},
@@ -183,34 +184,6 @@ func TestPolicyFieldsCheck(t *testing.T) {
 	if err := f.Check(); err != nil {
 		t.Errorf("empty: %v", err)
 	}
-}
-
-// A policy key written in another case would be decoded (go-toml matches
-// names in any case) but not checked: it is refused at its position.
-// (The pod annotation's keys are checked after decoding: encoding/json
-// matches them in any case and PolicyFields.Check sees the value.)
-func TestPolicyKeyInAnotherCase(t *testing.T) {
-	for _, tc := range []struct{ src, want string }{
-		{"[exec]\nMode = \"audit\"\n", `t.toml:2:1: exec.Mode: policy key in another case: write "mode"`},
-		{"[exec]\nmode = \"enforce\"\nMODE = \"audit\"\n", `t.toml:3:1: exec.MODE: policy key in another case: write "mode"`},
-		{"[exec]\nMAX_CONCURRENT = -3\n", `t.toml:2:1: exec.MAX_CONCURRENT: policy key in another case: write "max_concurrent"`},
-		{"[[rules]]\nname = \"r\"\nDeny_Commands = [\"[\"]\n", `t.toml:3:1: rules[0].Deny_Commands: policy key in another case: write "deny_commands"`},
-		{"rules = [{ name = \"r\", Kill_Grace = \"soon\" }]\n", `t.toml:1:24: rules[0].Kill_Grace: policy key in another case: write "kill_grace"`},
-		{"exec.User = \"root\"\n", `t.toml:1:6: exec.User: policy key in another case: write "user"`},
-		// A section in another case is the same section: its keys are checked.
-		{"[EXEC]\nmode = \"bogus\"\n", `t.toml:2:8: EXEC.mode: unknown mode "bogus"`},
-	} {
-		_, err := Parse("t.toml", []byte(tc.src))
-		if err == nil || !strings.Contains(err.Error(), tc.want) {
-			t.Errorf("%q: %v\nwant %s", tc.src, err, tc.want)
-			continue
-		}
-		if n := len(Problems(err)); n != 1 {
-			t.Errorf("%q: %d problems, want 1:\n%v", tc.src, n, err)
-		}
-	}
-	// Label names are not policy keys.
-	mustParse(t, "[[rules]]\nname = \"r\"\nmatch = { pod_labels = { Mode = \"x\", USER = \"y\" } }\n")
 }
 
 // looser are, per key, a node policy (TOML [exec] lines) and an
@@ -314,6 +287,10 @@ func TestTighten(t *testing.T) {
 		{"max_concurrent", `max_concurrent = 4`, `8`, Loosens, `4`},
 		{"max_duration", `max_duration = "1h"`, `"10m"`, Replaced, `"10m0s"`},
 		{"kill_grace", ``, `"0s"`, Loosens, `"10s"`},
+		{"kill_grace", ``, `"1s"`, Replaced, `"1s"`},
+		{"kill_grace", `kill_grace = "0s"`, `"5s"`, Loosens, `"0s"`},
+		{"user", `user = "0:5"`, `"1000"`, Loosens, `"0:5"`},
+		{"user", `user = "0:5"`, `"1000:5"`, Replaced, `"1000:5"`},
 	} {
 		cfg := mustParse(t, "[runtimes.runc]\npath = \"/bin/true\"\n[exec]\n"+tc.node+"\n")
 		p := DefaultPolicy().Apply(cfg.Exec)
@@ -380,5 +357,126 @@ func TestShowIsJSON(t *testing.T) {
 	}
 	if got := show(Duration(90 * time.Second)); got != `"1m30s"` {
 		t.Errorf("duration %s", got)
+	}
+}
+
+// tighterOrSame says, per key and independently of the tighten rules,
+// when a policy after an annotation is at least as tight as before.
+var tighterOrSame = map[string]func(before, after *Policy) bool{
+	"mode":                      func(b, a *Policy) bool { return rank(a.Mode, modes) <= rank(b.Mode, modes) },
+	"privileged":                func(b, a *Policy) bool { return rank(a.Privileged, privileged) <= rank(b.Privileged, privileged) },
+	"deny_exec_into_privileged": func(b, a *Policy) bool { return a.DenyExecIntoPrivileged || !b.DenyExecIntoPrivileged },
+	"deny_root":                 func(b, a *Policy) bool { return a.DenyRoot || !b.DenyRoot },
+	"user": func(b, a *Policy) bool {
+		if a.User == b.User {
+			return true
+		}
+		// From no forced user, or root, to a non-root user and group; a
+		// group the node forces stays forced.
+		buid, _, bHasGID, _ := ParseUser(b.User)
+		uid, gid, hasGID, err := ParseUser(a.User)
+		return (b.User == "" || buid == 0) && err == nil && uid != 0 && (!hasGID || gid != 0) && (hasGID || !bHasGID)
+	},
+	"working_dir": func(b, a *Policy) bool { return a.WorkingDir == b.WorkingDir },
+	"allow_tty":   func(b, a *Policy) bool { return !a.AllowTTY || b.AllowTTY },
+	"env":         func(b, a *Policy) bool { return slices.Equal(a.Env, b.Env) },
+	"unset_env":   func(b, a *Policy) bool { return subset(b.UnsetEnv, a.UnsetEnv) },
+	"allow_commands": func(b, a *Policy) bool {
+		return len(b.AllowCommands) == 0 || slices.Equal(a.AllowCommands, b.AllowCommands)
+	},
+	"deny_commands":  func(b, a *Policy) bool { return subset(b.DenyCommands, a.DenyCommands) },
+	"max_concurrent": func(b, a *Policy) bool { return limit(a.MaxConcurrent) <= limit(b.MaxConcurrent) },
+	"max_duration":   func(b, a *Policy) bool { return limit(a.MaxDuration) <= limit(b.MaxDuration) },
+	"kill_signal":    func(b, a *Policy) bool { return a.KillSignal == b.KillSignal },
+	// 0 is SIGKILL right after kill_signal: the shortest grace, not "none".
+	"kill_grace":   func(b, a *Policy) bool { return a.KillGrace <= b.KillGrace },
+	"record":       func(b, a *Policy) bool { return rank(a.Record, records) <= rank(b.Record, records) },
+	"record_input": func(b, a *Policy) bool { return a.RecordInput || !b.RecordInput },
+}
+
+func rank(v string, tightestFirst []string) int { return slices.Index(tightestFirst, v) }
+
+func subset(small, big []string) bool {
+	for _, s := range small {
+		if !slices.Contains(big, s) {
+			return false
+		}
+	}
+	return true
+}
+
+// limit is a limit where 0 means none.
+func limit[T ~int | ~int64](v T) float64 {
+	if v == 0 {
+		return math.Inf(1)
+	}
+	return float64(v)
+}
+
+// Property 3: a pod annotation can only tighten the policy, whatever the
+// node's values are. Every node value (TOML; "" leaves the default) meets
+// every annotation value (JSON); many of them would loosen it.
+func TestAnnotationOnlyTightens(t *testing.T) {
+	values := map[string]struct{ node, ann []string }{
+		"mode":                      {[]string{``, `"enforce"`, `"audit"`}, []string{`"enforce"`, `"audit"`}},
+		"privileged":                {[]string{``, `"clamp"`, `"allow"`}, []string{`"deny"`, `"clamp"`, `"allow"`}},
+		"deny_exec_into_privileged": {[]string{`false`, `true`}, []string{`false`, `true`}},
+		"deny_root":                 {[]string{`false`, `true`}, []string{`false`, `true`}},
+		"user":                      {[]string{``, `"0"`, `"0:0"`, `"0:5"`, `"1000"`, `"1000:1000"`}, []string{`"0"`, `"0:0"`, `"0:1000"`, `"1000"`, `"1000:0"`, `"1000:1000"`, `"2000:2000"`}},
+		"working_dir":               {[]string{``, `"/srv"`}, []string{`""`, `"/"`, `"/srv"`, `"/tmp"`}},
+		"allow_tty":                 {[]string{`true`, `false`}, []string{`true`, `false`}},
+		"env":                       {[]string{``, `["A=1"]`}, []string{`[]`, `["A=1"]`, `["A=2"]`, `["A=1", "LD_PRELOAD=/x.so"]`}},
+		"unset_env":                 {[]string{``, `["A*", "B"]`}, []string{`[]`, `["A*"]`, `["C"]`}},
+		"allow_commands":            {[]string{``, `["ls"]`}, []string{`[]`, `["*"]`, `["ls", "sh"]`}},
+		"deny_commands":             {[]string{``, `["sh", "bash"]`}, []string{`[]`, `["sh"]`, `["nc"]`}},
+		"max_concurrent":            {[]string{`0`, `1`, `5`}, []string{`0`, `1`, `3`, `10`}},
+		"max_duration":              {[]string{`"0s"`, `"1m"`, `"1h"`}, []string{`"0s"`, `"30s"`, `"1m"`, `"2h"`}},
+		"kill_signal":               {[]string{``, `"SIGKILL"`, `"SIGINT"`}, []string{`"SIGTERM"`, `"TERM"`, `"15"`, `"SIGKILL"`, `"9"`, `"SIGINT"`}},
+		"kill_grace":                {[]string{`"0s"`, `"5s"`, ``}, []string{`"0s"`, `"1s"`, `"5s"`, `"1m"`}},
+		"record":                    {[]string{``, `"tty"`, `"all"`}, []string{`"off"`, `"tty"`, `"all"`}},
+		"record_input":              {[]string{`false`, `true`}, []string{`false`, `true`}},
+	}
+	for _, k := range PolicyKeys {
+		name := k.Name()
+		v, ok := values[name]
+		if !ok || tighterOrSame[name] == nil {
+			t.Errorf("%s: no values or no tighterOrSame: add them", name)
+			continue
+		}
+		loosening := 0
+		for _, node := range v.node {
+			var line string
+			if node != "" {
+				line = name + " = " + node
+			}
+			cfg := mustParse(t, "[runtimes.runc]\npath = \"/bin/true\"\n[exec]\n"+line+"\n")
+			before := DefaultPolicy().Apply(cfg.Exec)
+			for _, ann := range v.ann {
+				var f PolicyFields
+				if err := json.Unmarshal([]byte(`{"`+name+`":`+ann+`}`), &f); err != nil {
+					t.Fatal(err)
+				}
+				if err := f.Check(); err != nil {
+					t.Fatalf("%s = %s: %v", name, ann, err)
+				}
+				if overridden := before.Apply(f); !tighterOrSame[name](&before, &overridden) {
+					loosening++ // what allow_overrides would let it do
+				}
+				after := DefaultPolicy().Apply(cfg.Exec)
+				got := k.Tighten(&after, &f)
+				if !tighterOrSame[name](&before, &after) {
+					t.Errorf("%s = %s onto node %s: %s, now %s (%+v)", name, ann, k.Show(&before), "loosened", k.Show(&after), got)
+				}
+				if (got.Result == Loosens || got.Result == Unchanged || got.Result == Narrowed) && k.Show(&after) != k.Show(&before) {
+					t.Errorf("%s = %s onto node %s: %v but the value changed to %s", name, ann, k.Show(&before), got.Result, k.Show(&after))
+				}
+				if got.Result == Narrowed && (len(before.AllowCommands) == 0 || !slices.Equal(got.Also, *f.AllowCommands)) {
+					t.Errorf("%s = %s onto node %s: narrowed with %q", name, ann, k.Show(&before), got.Also)
+				}
+			}
+		}
+		if loosening == 0 {
+			t.Errorf("%s: no annotation value would loosen any node value: add some", name)
+		}
 	}
 }

@@ -81,6 +81,17 @@ func digest(b []byte) string {
 	return hex.EncodeToString(sum[:])
 }
 
+// OnStateError is what the shim does with an exec when state it needs
+// cannot be read or written ([exec] on_state_error): OnStateErrorAllow
+// only when the config says so. A snapshot published before the setting
+// existed has none, and refuses.
+func (s *Snapshot) OnStateError() string {
+	if s.Config != nil && s.Config.ExecSettings.OnStateError == OnStateErrorAllow {
+		return OnStateErrorAllow
+	}
+	return OnStateErrorRefuse
+}
+
 // Runtime returns the compiled runtime name, or false.
 func (s *Snapshot) Runtime(name string) (CompiledRuntime, bool) {
 	rt, ok := s.Runtimes[name]
