@@ -76,8 +76,8 @@ func FuzzLoad(f *testing.F) {
 		}
 		s2, err := Compile(c2)
 		if err != nil || s2.Digest != s.Digest {
-			b1, _ := s.body()
-			b2, _ := s2.body()
+			b1, _ := s.Encode()
+			b2, _ := s2.Encode()
 			t.Fatalf("written back, another snapshot (%v):\n%s\n%s", err, b1, b2)
 		}
 	})
