@@ -107,11 +107,26 @@ func (s *service) admit(ctx context.Context, c *container, r *taskAPI.ExecProces
 		// before the plugin first runs. Decide allows, with a warning.
 		snap = nil
 	default:
-		return nil, refusal(fmt.Sprintf("execguard: exec into %s refused: exec policy unavailable: %v", r.ID, err))
+		// on_state_error is in the snapshot: the last one this shim read
+		// says whether to go on under it.
+		last := s.snapshots.last()
+		if last == nil || last.OnStateError() != conf.OnStateErrorAllow {
+			return nil, refusal(fmt.Sprintf("execguard: exec into %s refused: exec policy unavailable: %v", r.ID, err))
+		}
+		lg.WithError(err).Warnf("execguard: exec policy unavailable; deciding under the last one read (%s), on_state_error = allow", last.Digest)
+		snap = last
 	}
 	facts, err := s.facts(c)
 	if err != nil {
-		return nil, refusal(fmt.Sprintf("execguard: exec into %s refused: container facts unavailable: %v", r.ID, err))
+		if snap == nil || snap.OnStateError() != conf.OnStateErrorAllow {
+			return nil, refusal(fmt.Sprintf("execguard: exec into %s refused: container facts unavailable: %v", r.ID, err))
+		}
+		lg.WithError(err).Warn("execguard: container facts unavailable; deciding without pod labels and annotations, on_state_error = allow")
+		var ann map[string]string
+		if c.spec != nil {
+			ann = c.spec.Annotations
+		}
+		facts = execpolicy.FactsFromAnnotations(c.id, ann)
 	}
 
 	d := s.decideAndReserve(snap, c, facts, proc)
@@ -362,6 +377,13 @@ type snapshotCache struct {
 	store state.SnapshotStore
 	mu    sync.Mutex
 	snap  *conf.Snapshot
+}
+
+// last is the snapshot read last (nil if none was).
+func (c *snapshotCache) last() *conf.Snapshot {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.snap
 }
 
 func (c *snapshotCache) current() (*conf.Snapshot, error) {

@@ -582,3 +582,64 @@ func TestDamagedSnapshotRefusesExec(t *testing.T) {
 		t.Fatalf("Exec: %v, want a refusal: policy unavailable", err)
 	}
 }
+
+// TestOnStateError: state an exec's decision depends on that cannot be
+// read refuses the exec, unless [exec] on_state_error = "allow": then it
+// is decided without it (facts) or under the last snapshot read, with a
+// warning. Missing facts are not an error (CRI's annotations stand in).
+func TestOnStateError(t *testing.T) {
+	for _, tc := range []struct {
+		name, setting string
+		damage        func(f *fixture, snap *conf.Snapshot)
+		refused       bool
+	}{
+		{"facts missing", "refuse", func(f *fixture, _ *conf.Snapshot) {}, false},
+		{"facts damaged", "refuse", damageFacts, true},
+		{"facts damaged, allow", "allow", damageFacts, false},
+		{"facts untrusted", "refuse", func(f *fixture, _ *conf.Snapshot) {
+			f.writeFacts("c1", "{}")
+			os.Chmod(filepath.Join(f.dir.Path(), "facts", "c1.json"), 0o666)
+		}, true},
+		{"snapshot damaged", "refuse", damageSnapshot, true},
+		{"snapshot damaged, allow", "allow", damageSnapshot, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f := newFixture(t)
+			snap := f.publish("[exec]\non_state_error = \"" + tc.setting + "\"\n")
+			if err := f.create("c1", nil, nil); err != nil {
+				t.Fatal(err)
+			}
+			if err := f.exec("c1", "e0", "id"); err != nil { // reads the snapshot
+				t.Fatal(err)
+			}
+			f.s.container("c1").facts = nil // not read yet
+			tc.damage(f, snap)
+			err := f.exec("c1", "e1", "id")
+			if refused := errdefs.IsPermissionDenied(errgrpc.ToNative(err)); refused != tc.refused {
+				t.Fatalf("exec: %v; want refused %v", err, tc.refused)
+			}
+			if err != nil && !strings.Contains(err.Error(), "unavailable") {
+				t.Errorf("refusal %q does not say what is unavailable", err)
+			}
+		})
+	}
+}
+
+func (f *fixture) writeFacts(cid, body string) {
+	f.t.Helper()
+	dir := filepath.Join(f.dir.Path(), "facts")
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		f.t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, cid+".json"), []byte(body), 0o600); err != nil {
+		f.t.Fatal(err)
+	}
+}
+
+func damageFacts(f *fixture, _ *conf.Snapshot) { f.writeFacts("c1", `{"container_id":"c1","labels":`) }
+
+func damageSnapshot(f *fixture, snap *conf.Snapshot) {
+	// A new snapshot is published, and damaged before the shim reads it.
+	next := f.publish("[exec]\non_state_error = \"" + snap.OnStateError() + "\"\nmode = \"audit\"\n")
+	os.WriteFile(filepath.Join(f.dir.Path(), "snapshots", next.Digest+".json"), []byte("{}"), 0o600)
+}
