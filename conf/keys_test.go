@@ -247,7 +247,10 @@ func TestNodeValuesChecked(t *testing.T) {
 		{"runtime name long", "default_runtime = \"" + long + "\"\n[runtimes." + long + "]\npath = \"/x\"", fmt.Sprintf("is longer than %d bytes", maxRuntimeName)},
 		{"runtime name empty", "default_runtime = \"\"\n[runtimes.\"\"]\npath = \"/x\"", `runtimes.: runtime name empty name`},
 		{"sessions", "[sessions]\ntotal_bytes = -1", `t.toml:2:15: sessions.total_bytes: must not be negative`},
-		{"audit size", "[audit]\nmax_size_mb = -1", `t.toml:2:15: audit.max_size_mb: must not be negative`},
+		{"audit size", "[audit]\nmax_size_mb = -1", `t.toml:2:15: audit.max_size_mb: must be between 0 and 1048576`},
+		{"audit size overflow", "[audit]\nmax_size_mb = 9000000000000", `audit.max_size_mb: must be between 0 and 1048576`},
+		{"rule named default", "[[rules]]\nname = \"default\"", `rules[0].name: "default" is reserved`},
+		{"rule named annotation", "rules = [{ name = \"annotation\" }]", `rules[0].name: "annotation" is reserved`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := Parse("t.toml", []byte(tc.src))

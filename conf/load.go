@@ -679,6 +679,9 @@ func (p *parsed) validate(c *Config) {
 		key := fmt.Sprintf("rules[%d]", i)
 		if r.Name == "" {
 			p.add(key, "rule has no name")
+		} else if r.Name == "default" || r.Name == "annotation" {
+			// Refusals, records and explain name these sources so.
+			p.add(key+".name", "%q is reserved: it names the [exec] defaults or the pod annotation", r.Name)
 		} else if j, dup := seen[r.Name]; dup {
 			p.add(key+".name", "duplicate rule name %q (also rules[%d])", r.Name, j)
 		} else {
@@ -688,10 +691,14 @@ func (p *parsed) validate(c *Config) {
 	if c.GC.Interval.Std() < time.Second {
 		p.add("gc.interval", "must be at least 1s")
 	}
-	if c.Audit.MaxSizeMB < 0 {
-		p.add("audit.max_size_mb", "must not be negative")
+	if c.Audit.MaxSizeMB < 0 || c.Audit.MaxSizeMB > maxAuditMB {
+		p.add("audit.max_size_mb", "must be between 0 and %d", maxAuditMB)
 	}
 }
+
+// maxAuditMB bounds [audit] max_size_mb (1 TiB), far below what overflows
+// its size in bytes.
+const maxAuditMB = 1 << 20
 
 // maxRuntimeName leaves room for the ".<sha256>" that names a runtime's
 // wrapper file within NAME_MAX (255).
