@@ -282,11 +282,12 @@ func (x *decider) checkUser() {
 	}
 }
 
-// keepGids returns the groups of gids that the container's user has too.
+// keepGids returns the groups of gids that the container's user has too
+// (hasGroup).
 func keepGids(gids []uint32, ctr *specs.User) []uint32 {
 	var out []uint32
 	for _, g := range gids {
-		if g == ctr.GID || slices.Contains(ctr.AdditionalGids, g) {
+		if hasGroup(ctr, g) {
 			out = append(out, g)
 		}
 	}
@@ -307,9 +308,15 @@ type privilege struct {
 	nnp      bool        // turns NoNewPrivileges off
 	apparmor bool        // another AppArmor profile
 	selinux  bool        // another SELinux label
+	// What the exec gains in each of these, in the words of a refusal
+	// (limits.go); nil when nothing.
+	gids, rlimits, oom, sched, ioprio []string
 }
 
-func (p *privilege) any() bool { return p.nnp || p.apparmor || p.selinux || p.hasCaps() }
+func (p *privilege) any() bool {
+	return p.nnp || p.apparmor || p.selinux || p.hasCaps() ||
+		len(p.gids)+len(p.rlimits)+len(p.oom)+len(p.sched)+len(p.ioprio) > 0
+}
 
 func (p *privilege) hasCaps() bool {
 	return len(p.caps[0])+len(p.caps[1])+len(p.caps[2])+len(p.caps[3])+len(p.caps[4]) > 0
@@ -324,6 +331,12 @@ func (x *decider) privilege() privilege {
 	p.nnp = x.ctr.NoNewPrivileges && !x.req.NoNewPrivileges
 	p.apparmor = x.req.ApparmorProfile != x.ctr.ApparmorProfile
 	p.selinux = x.req.SelinuxLabel != x.ctr.SelinuxLabel
+	// The groups after a forced user, which keeps only the container's.
+	p.gids = gidGains(x.user.AdditionalGids, &x.ctr.User)
+	p.rlimits = rlimitGains(x.req.Rlimits, x.ctr.Rlimits)
+	p.oom = oomGains(x.req.OOMScoreAdj, x.ctr.OOMScoreAdj)
+	p.sched = schedGains(x.req.Scheduler, x.ctr.Scheduler)
+	p.ioprio = ioPriorityGains(x.req.IOPriority, x.ctr.IOPriority)
 	return p
 }
 
@@ -372,6 +385,12 @@ func (p *privilege) describe(x *decider) string {
 	if p.selinux {
 		sep()
 		fmt.Fprintf(&b, "SELinux label %q instead of the container's %q", x.req.SelinuxLabel, x.ctr.SelinuxLabel)
+	}
+	for _, l := range [...][]string{p.gids, p.rlimits, p.oom, p.sched, p.ioprio} {
+		for _, s := range l {
+			sep()
+			b.WriteString(s)
+		}
 	}
 	return b.String()
 }
@@ -438,7 +457,9 @@ func (x *decider) adjust() {
 	}
 }
 
-// clamp reduces the process to the container's own privileges.
+// clamp reduces the process to the container's own privileges: each
+// setting it exceeds the container's in becomes the container's (groups and
+// capabilities the container lacks are dropped, the rest kept).
 func (x *decider) clamp() {
 	p := x.privilege()
 	if !p.any() {
@@ -461,6 +482,22 @@ func (x *decider) clamp() {
 	}
 	out.ApparmorProfile = x.ctr.ApparmorProfile
 	out.SelinuxLabel = x.ctr.SelinuxLabel
+	if p.gids != nil {
+		out.User.AdditionalGids = keepGids(out.User.AdditionalGids, &x.ctr.User)
+	}
+	if p.rlimits != nil {
+		out.Rlimits = clampRlimits(out.Rlimits, x.ctr.Rlimits)
+	}
+	// Copies, so that the adjusted process never shares the container's.
+	if p.oom != nil {
+		out.OOMScoreAdj = clonePtr(x.ctr.OOMScoreAdj)
+	}
+	if p.sched != nil {
+		out.Scheduler = cloneScheduler(x.ctr.Scheduler)
+	}
+	if p.ioprio != nil {
+		out.IOPriority = clonePtr(x.ctr.IOPriority)
+	}
 }
 
 func sameUser(a, b specs.User) bool {
