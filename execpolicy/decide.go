@@ -84,10 +84,10 @@ type Decision struct {
 // its inputs only and never changes proc: an adjusted process is a copy.
 //
 // The checks run in this order and the first that fails refuses the exec:
-// an empty command, deny_exec_into_privileged, deny_commands,
-// allow_commands, allow_tty, max_concurrent, user (a forced user that does
-// not parse), deny_root (on the user after defaults and forcing),
-// privileged = "deny". Then the adjustments: user, working directory, env,
+// an empty command, deny_exec_into_privileged (which also refuses when the
+// container's spec is unknown), deny_commands, allow_commands, allow_tty,
+// max_concurrent, user (a forced user that does not parse), deny_root (on
+// the user after defaults and forcing), privileged = "deny". Then the adjustments: user, working directory, env,
 // and privileged = "clamp". In audit mode nothing is refused or changed:
 // the decision records what enforce would have done, and Process is proc.
 //
@@ -123,7 +123,7 @@ func Decide(snap *conf.Snapshot, c *Container, proc *specs.Process) Decision {
 	}
 	x.ctr = &specs.Process{}
 	if spec != nil && spec.Process != nil {
-		x.ctr = spec.Process
+		x.ctr, x.ctrKnown = spec.Process, true
 	} else {
 		d.Warnings = append(d.Warnings, "container spec unknown: the exec is compared with a process that has no privileges, cwd / and uid 0")
 	}
@@ -143,6 +143,9 @@ type decider struct {
 	req *specs.Process
 	ctr *specs.Process // the container's own process
 	out *specs.Process // the adjusted copy, nil until the first change
+	// ctrKnown is false when the container's spec is unknown and ctr is a
+	// process with no privileges.
+	ctrKnown bool
 	// user is the exec's user after defaults and forcing.
 	user     specs.User
 	refused  bool
@@ -206,10 +209,19 @@ func (x *decider) checks(container string, running func() int) {
 	if len(req.Args) == 0 {
 		x.refuse("", "args", "exec with no command", "", "give the command to run")
 	}
-	if e.DenyExecIntoPrivileged && runsPrivileged(x.ctr) {
+	if e.DenyExecIntoPrivileged {
+		// Without the container's spec there is no telling whether it runs
+		// privileged: refuse rather than fail open.
 		r := x.src(KeyDenyExecIntoPrivileged)
-		x.refuse(r, "deny_exec_into_privileged", fmt.Sprintf("exec into privileged container %q", container), "",
-			hint(r, "deny_exec_into_privileged", "deny_exec_into_privileged = false")+" to allow it")
+		switch {
+		case !x.ctrKnown:
+			x.refuse(r, "deny_exec_into_privileged", fmt.Sprintf("exec into container %q", container),
+				": its OCI spec (config.json) is unavailable, so whether it runs privileged is unknown",
+				hint(r, "deny_exec_into_privileged", "deny_exec_into_privileged = false")+" to allow it")
+		case runsPrivileged(x.ctr):
+			x.refuse(r, "deny_exec_into_privileged", fmt.Sprintf("exec into privileged container %q", container), "",
+				hint(r, "deny_exec_into_privileged", "deny_exec_into_privileged = false")+" to allow it")
+		}
 	}
 	if len(req.Args) > 0 {
 		x.checkCommand(path.Base(req.Args[0]))

@@ -372,3 +372,34 @@ func TestPrivilegedLimits(t *testing.T) {
 		})
 	}
 }
+
+// TestDenyExecIntoPrivilegedUnknownSpec: without the container's spec,
+// deny_exec_into_privileged refuses (it cannot tell), rather than fail open.
+func TestDenyExecIntoPrivilegedUnknownSpec(t *testing.T) {
+	proc := &specs.Process{Args: []string{"ls"}, Cwd: "/", User: specs.User{UID: 1}}
+	for _, tc := range []struct {
+		name   string
+		config string
+		c      *Container
+		reason string // "" for allowed
+	}{
+		{"no spec", "[exec]\ndeny_exec_into_privileged = true",
+			&Container{ID: "c1", Facts: Facts{Container: "app"}},
+			`execguard: exec into container "app" refused by rule "default" (deny_exec_into_privileged): its OCI spec (config.json) is unavailable, so whether it runs privileged is unknown; set [exec] deny_exec_into_privileged = false to allow it`},
+		{"spec without a process", "[exec]\ndeny_exec_into_privileged = true",
+			&Container{ID: "c1", Spec: &specs.Spec{}},
+			`execguard: exec into container "c1" refused by rule "default" (deny_exec_into_privileged): its OCI spec (config.json) is unavailable, so whether it runs privileged is unknown; set [exec] deny_exec_into_privileged = false to allow it`},
+		{"no container", "[exec]\ndeny_exec_into_privileged = true", nil,
+			`execguard: exec into container "" refused by rule "default" (deny_exec_into_privileged): its OCI spec (config.json) is unavailable, so whether it runs privileged is unknown; set [exec] deny_exec_into_privileged = false to allow it`},
+		{"no spec, key off", "", &Container{ID: "c1"}, ""},
+		{"spec known, not privileged", "[exec]\ndeny_exec_into_privileged = true",
+			&Container{ID: "c1", Spec: &specs.Spec{Process: &specs.Process{User: specs.User{UID: 1}}}}, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			d := Decide(snapshot(t, tc.config), tc.c, proc)
+			if d.Allowed != (tc.reason == "") || d.Reason != tc.reason {
+				t.Errorf("allowed %v, reason\n got %s\nwant %s", d.Allowed, d.Reason, tc.reason)
+			}
+		})
+	}
+}
