@@ -50,6 +50,16 @@ func BenchmarkDecide20Rules(b *testing.B) {
 			}
 		}
 	})
+	b.Run("cri-exec+limits", func(b *testing.B) {
+		ctr := limitedContainer()
+		proc := criExec(ctr, "/bin/ls", "-l", "/")
+		b.ReportAllocs()
+		for b.Loop() {
+			if d := Decide(snap, ctr, proc); d.Verdict != VerdictAdjust {
+				b.Fatalf("verdict %s: %s", d.Verdict, d.Reason)
+			}
+		}
+	})
 	b.Run("clamp+annotation", func(b *testing.B) {
 		ctr := container()
 		ctr.Facts.Annotations = map[string]string{AnnotationExecPolicy: `{"deny_commands":["vi"],"max_concurrent":2,"privileged":"allow"}`}

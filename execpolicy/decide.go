@@ -84,10 +84,10 @@ type Decision struct {
 // its inputs only and never changes proc: an adjusted process is a copy.
 //
 // The checks run in this order and the first that fails refuses the exec:
-// an empty command, deny_exec_into_privileged, deny_commands,
-// allow_commands, allow_tty, max_concurrent, user (a forced user that does
-// not parse), deny_root (on the user after defaults and forcing),
-// privileged = "deny". Then the adjustments: user, working directory, env,
+// an empty command, deny_exec_into_privileged (which also refuses when the
+// container's spec is unknown), deny_commands, allow_commands, allow_tty,
+// max_concurrent, user (a forced user that does not parse), deny_root (on
+// the user after defaults and forcing), privileged = "deny". Then the adjustments: user, working directory, env,
 // and privileged = "clamp". In audit mode nothing is refused or changed:
 // the decision records what enforce would have done, and Process is proc.
 //
@@ -123,7 +123,7 @@ func Decide(snap *conf.Snapshot, c *Container, proc *specs.Process) Decision {
 	}
 	x.ctr = &specs.Process{}
 	if spec != nil && spec.Process != nil {
-		x.ctr = spec.Process
+		x.ctr, x.ctrKnown = spec.Process, true
 	} else {
 		d.Warnings = append(d.Warnings, "container spec unknown: the exec is compared with a process that has no privileges, cwd / and uid 0")
 	}
@@ -143,6 +143,9 @@ type decider struct {
 	req *specs.Process
 	ctr *specs.Process // the container's own process
 	out *specs.Process // the adjusted copy, nil until the first change
+	// ctrKnown is false when the container's spec is unknown and ctr is a
+	// process with no privileges.
+	ctrKnown bool
 	// user is the exec's user after defaults and forcing.
 	user     specs.User
 	refused  bool
@@ -206,10 +209,19 @@ func (x *decider) checks(container string, running func() int) {
 	if len(req.Args) == 0 {
 		x.refuse("", "args", "exec with no command", "", "give the command to run")
 	}
-	if e.DenyExecIntoPrivileged && runsPrivileged(x.ctr) {
+	if e.DenyExecIntoPrivileged {
+		// Without the container's spec there is no telling whether it runs
+		// privileged: refuse rather than fail open.
 		r := x.src(KeyDenyExecIntoPrivileged)
-		x.refuse(r, "deny_exec_into_privileged", fmt.Sprintf("exec into privileged container %q", container), "",
-			hint(r, "deny_exec_into_privileged", "deny_exec_into_privileged = false")+" to allow it")
+		switch {
+		case !x.ctrKnown:
+			x.refuse(r, "deny_exec_into_privileged", fmt.Sprintf("exec into container %q", container),
+				": its OCI spec (config.json) is unavailable, so whether it runs privileged is unknown",
+				hint(r, "deny_exec_into_privileged", "deny_exec_into_privileged = false")+" to allow it")
+		case runsPrivileged(x.ctr):
+			x.refuse(r, "deny_exec_into_privileged", fmt.Sprintf("exec into privileged container %q", container), "",
+				hint(r, "deny_exec_into_privileged", "deny_exec_into_privileged = false")+" to allow it")
+		}
 	}
 	if len(req.Args) > 0 {
 		x.checkCommand(path.Base(req.Args[0]))
@@ -282,11 +294,12 @@ func (x *decider) checkUser() {
 	}
 }
 
-// keepGids returns the groups of gids that the container's user has too.
+// keepGids returns the groups of gids that the container's user has too
+// (hasGroup).
 func keepGids(gids []uint32, ctr *specs.User) []uint32 {
 	var out []uint32
 	for _, g := range gids {
-		if g == ctr.GID || slices.Contains(ctr.AdditionalGids, g) {
+		if hasGroup(ctr, g) {
 			out = append(out, g)
 		}
 	}
@@ -307,9 +320,15 @@ type privilege struct {
 	nnp      bool        // turns NoNewPrivileges off
 	apparmor bool        // another AppArmor profile
 	selinux  bool        // another SELinux label
+	// What the exec gains in each of these, in the words of a refusal
+	// (limits.go); nil when nothing.
+	gids, rlimits, oom, sched, ioprio []string
 }
 
-func (p *privilege) any() bool { return p.nnp || p.apparmor || p.selinux || p.hasCaps() }
+func (p *privilege) any() bool {
+	return p.nnp || p.apparmor || p.selinux || p.hasCaps() ||
+		len(p.gids)+len(p.rlimits)+len(p.oom)+len(p.sched)+len(p.ioprio) > 0
+}
 
 func (p *privilege) hasCaps() bool {
 	return len(p.caps[0])+len(p.caps[1])+len(p.caps[2])+len(p.caps[3])+len(p.caps[4]) > 0
@@ -324,6 +343,12 @@ func (x *decider) privilege() privilege {
 	p.nnp = x.ctr.NoNewPrivileges && !x.req.NoNewPrivileges
 	p.apparmor = x.req.ApparmorProfile != x.ctr.ApparmorProfile
 	p.selinux = x.req.SelinuxLabel != x.ctr.SelinuxLabel
+	// The groups after a forced user, which keeps only the container's.
+	p.gids = gidGains(x.user.AdditionalGids, &x.ctr.User)
+	p.rlimits = rlimitGains(x.req.Rlimits, x.ctr.Rlimits)
+	p.oom = oomGains(x.req.OOMScoreAdj, x.ctr.OOMScoreAdj)
+	p.sched = schedGains(x.req.Scheduler, x.ctr.Scheduler)
+	p.ioprio = ioPriorityGains(x.req.IOPriority, x.ctr.IOPriority)
 	return p
 }
 
@@ -372,6 +397,12 @@ func (p *privilege) describe(x *decider) string {
 	if p.selinux {
 		sep()
 		fmt.Fprintf(&b, "SELinux label %q instead of the container's %q", x.req.SelinuxLabel, x.ctr.SelinuxLabel)
+	}
+	for _, l := range [...][]string{p.gids, p.rlimits, p.oom, p.sched, p.ioprio} {
+		for _, s := range l {
+			sep()
+			b.WriteString(s)
+		}
 	}
 	return b.String()
 }
@@ -438,7 +469,9 @@ func (x *decider) adjust() {
 	}
 }
 
-// clamp reduces the process to the container's own privileges.
+// clamp reduces the process to the container's own privileges: each
+// setting it exceeds the container's in becomes the container's (groups and
+// capabilities the container lacks are dropped, the rest kept).
 func (x *decider) clamp() {
 	p := x.privilege()
 	if !p.any() {
@@ -461,6 +494,22 @@ func (x *decider) clamp() {
 	}
 	out.ApparmorProfile = x.ctr.ApparmorProfile
 	out.SelinuxLabel = x.ctr.SelinuxLabel
+	if p.gids != nil {
+		out.User.AdditionalGids = keepGids(out.User.AdditionalGids, &x.ctr.User)
+	}
+	if p.rlimits != nil {
+		out.Rlimits = clampRlimits(out.Rlimits, x.ctr.Rlimits)
+	}
+	// Copies, so that the adjusted process never shares the container's.
+	if p.oom != nil {
+		out.OOMScoreAdj = clonePtr(x.ctr.OOMScoreAdj)
+	}
+	if p.sched != nil {
+		out.Scheduler = cloneScheduler(x.ctr.Scheduler)
+	}
+	if p.ioprio != nil {
+		out.IOPriority = clonePtr(x.ctr.IOPriority)
+	}
 }
 
 func sameUser(a, b specs.User) bool {

@@ -142,7 +142,45 @@ func (f *fuzzBytes) process() *specs.Process {
 	p.NoNewPrivileges = f.bool()
 	p.ApparmorProfile = f.pick(fuzzLabels)
 	p.SelinuxLabel = f.pick(fuzzLabels)
+	f.limits(p)
 	return p
+}
+
+var (
+	fuzzRlimitTypes = []string{"RLIMIT_NOFILE", "RLIMIT_NPROC", "RLIMIT_CORE", "RLIMIT_MEMLOCK", "rlimit_nofile"}
+	fuzzSchedPolicy = []string{"SCHED_OTHER", "SCHED_FIFO", "SCHED_RR", "SCHED_BATCH", "SCHED_ISO", "SCHED_IDLE", "SCHED_DEADLINE", "", "SCHED_NEW"}
+	fuzzSchedFlags  = []string{"SCHED_FLAG_RESET_ON_FORK", "SCHED_FLAG_RECLAIM", "SCHED_FLAG_DL_OVERRUN", "SCHED_FLAG_KEEP_POLICY", "SCHED_FLAG_UTIL_CLAMP_MIN"}
+	fuzzIOClasses   = []string{"IOPRIO_CLASS_RT", "IOPRIO_CLASS_BE", "IOPRIO_CLASS_IDLE", "", "IOPRIO_CLASS_NEW"}
+)
+
+// limits picks p's rlimits, oomScoreAdj, scheduler and I/O priority, each
+// sometimes unset, from small ranges so that the two sides often meet.
+func (f *fuzzBytes) limits(p *specs.Process) {
+	for range int(f.next() % 4) {
+		p.Rlimits = append(p.Rlimits, specs.POSIXRlimit{
+			Type: f.pick(fuzzRlimitTypes), Soft: uint64(f.next() % 4), Hard: uint64(f.next() % 4)})
+	}
+	if f.bool() {
+		n := int(int8(f.next())) % 4 * 250 // -750 ... 750
+		p.OOMScoreAdj = &n
+	}
+	if f.bool() {
+		s := &specs.Scheduler{
+			Policy:   specs.LinuxSchedulerPolicy(f.pick(fuzzSchedPolicy)),
+			Nice:     int32(int8(f.next()) % 3),
+			Priority: int32(f.next() % 3),
+			Runtime:  uint64(f.next() % 3),
+			Deadline: uint64(f.next() % 3),
+			Period:   uint64(f.next() % 3),
+		}
+		for _, fl := range f.list(fuzzSchedFlags) {
+			s.Flags = append(s.Flags, specs.LinuxSchedulerFlag(fl))
+		}
+		p.Scheduler = s
+	}
+	if f.bool() {
+		p.IOPriority = &specs.LinuxIOPriority{Class: specs.IOPriorityClass(f.pick(fuzzIOClasses)), Priority: int(f.next() % 8)}
+	}
 }
 
 // fuzzCase builds a snapshot, a container and an exec from fuzz input.
@@ -198,12 +236,35 @@ func fuzzCase(t testing.TB, policy, process []byte) (*conf.Snapshot, *Container,
 	return snap, c, proc
 }
 
+// fuzzSeedLimits is process input for a container with rlimits,
+// oomScoreAdj, scheduler and I/O priority, and an exec (not a CRI copy)
+// that has more in each.
+var fuzzSeedLimits = func() []byte {
+	// container: no tty, user 0:0, cwd "", no env, no groups, no args,
+	// no capabilities, noNewPrivileges, labels "".
+	b := []byte{0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0}
+	// RLIMIT_NOFILE 1/1 and RLIMIT_NPROC 2/2; oomScoreAdj 250;
+	// SCHED_BATCH nice 1; IOPRIO_CLASS_BE 4.
+	b = append(b, 2, 0, 1, 1, 1, 2, 2, 1, 1, 1, 3, 1, 0, 0, 0, 0, 0, 1, 1, 4)
+	// spec known, none running, not a CRI copy.
+	b = append(b, 1, 0, 0)
+	// exec: as the container's but for groups [5 0], args "ls".
+	b = append(b, 0, 0, 0, 0, 0, 1, 5, 0, 1, 3, 0, 1, 0, 0)
+	// RLIMIT_NOFILE 3/3 and RLIMIT_MEMLOCK 3/3; oomScoreAdj -750;
+	// SCHED_FIFO nice 0 priority 2 flag SCHED_FLAG_RECLAIM; IOPRIO_CLASS_RT 0.
+	b = append(b, 2, 0, 3, 3, 3, 3, 3, 1, 253, 1, 1, 0, 2, 0, 0, 0, 1, 1, 1, 0, 0)
+	return b
+}()
+
 func FuzzDecide(f *testing.F) {
 	f.Add([]byte{}, []byte{})
 	f.Add([]byte{1, 0, 1, 1, 1, 1, 1, 1, 1, 1}, []byte{1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16})
 	f.Add([]byte{0, 0, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1}, []byte("\x00\x01/\x01\x01\x01sh"))
 	f.Add([]byte(`{"deny_commands":["sh"],"mode":"enforce"}`), []byte{255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255})
 	f.Add([]byte{3, 1, 1, 1, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 3, 1, 2}, []byte{0, 7, 1, 0, 2, 3, 1, 1, 200, 13, 77, 1, 1, 0, 4, 9, 1, 1, 1, 1, 0, 1})
+	for _, priv := range []byte{0, 1} { // deny, clamp
+		f.Add([]byte{0, 1, priv}, fuzzSeedLimits)
+	}
 	f.Fuzz(func(t *testing.T, policy, process []byte) {
 		snap, c, proc := fuzzCase(t, policy, process)
 		before, _ := json.Marshal(proc)
@@ -298,4 +359,52 @@ func checkDecision(t *testing.T, snap *conf.Snapshot, c *Container, req *specs.P
 	if out.ApparmorProfile != ctr.ApparmorProfile || out.SelinuxLabel != ctr.SelinuxLabel {
 		t.Fatalf("privileged = %q: labels %q %q, container's %q %q", p.Privileged, out.ApparmorProfile, out.SelinuxLabel, ctr.ApparmorProfile, ctr.SelinuxLabel)
 	}
+	if more := exceedsContainer(out, ctr); more != "" {
+		t.Fatalf("privileged = %q: %s", p.Privileged, more)
+	}
+}
+
+// exceedsContainer says how out has more than ctr in supplementary groups,
+// rlimits, oomScoreAdj, scheduler or I/O priority; "" if in none. It is
+// written apart from limits.go, as the invariant those must keep; a
+// setting on one side only counts as more.
+func exceedsContainer(out, ctr *specs.Process) string {
+	for _, g := range out.User.AdditionalGids {
+		if g != ctr.User.GID && !slices.Contains(ctr.User.AdditionalGids, g) {
+			return fmt.Sprintf("group %d the container's user lacks", g)
+		}
+	}
+	// A process's limit of a type is its last rlimit of that type.
+	limits := func(l []specs.POSIXRlimit) map[string]uint64 {
+		m := map[string]uint64{}
+		for _, r := range l {
+			m[r.Type] = r.Hard
+		}
+		return m
+	}
+	outLimit, ctrLimit := limits(out.Rlimits), limits(ctr.Rlimits)
+	for typ, h := range outLimit {
+		if c, ok := ctrLimit[typ]; !ok || h > c {
+			return fmt.Sprintf("rlimits %v, the container's %v", out.Rlimits, ctr.Rlimits)
+		}
+	}
+	for typ := range ctrLimit {
+		if _, ok := outLimit[typ]; !ok {
+			return fmt.Sprintf("rlimit %s missing from %v, the container's %v", typ, out.Rlimits, ctr.Rlimits)
+		}
+	}
+	if (out.OOMScoreAdj == nil) != (ctr.OOMScoreAdj == nil) || out.OOMScoreAdj != nil && *out.OOMScoreAdj < *ctr.OOMScoreAdj {
+		return fmt.Sprintf("oomScoreAdj %s, the container's %s", mustJSON(out.OOMScoreAdj), mustJSON(ctr.OOMScoreAdj))
+	}
+	if o, c := out.Scheduler, ctr.Scheduler; (o == nil) != (c == nil) || o != nil &&
+		(schedRank(o.Policy) > schedRank(c.Policy) || o.Priority > c.Priority || o.Nice < c.Nice ||
+			o.Runtime > c.Runtime || o.Deadline < c.Deadline || o.Period < c.Period ||
+			slices.ContainsFunc(o.Flags, func(f specs.LinuxSchedulerFlag) bool { return !slices.Contains(c.Flags, f) })) {
+		return fmt.Sprintf("scheduler %s, the container's %s", mustJSON(o), mustJSON(c))
+	}
+	if o, c := out.IOPriority, ctr.IOPriority; (o == nil) != (c == nil) || o != nil &&
+		(ioClassRank(o.Class) > ioClassRank(c.Class) || o.Class == c.Class && o.Priority < c.Priority) {
+		return fmt.Sprintf("I/O priority %s, the container's %s", mustJSON(o), mustJSON(c))
+	}
+	return ""
 }

@@ -114,14 +114,8 @@ func cloneProcess(p *specs.Process) *specs.Process {
 	c.Args = slices.Clone(p.Args)
 	c.Env = slices.Clone(p.Env)
 	c.User.AdditionalGids = slices.Clone(p.User.AdditionalGids)
-	if p.User.Umask != nil {
-		u := *p.User.Umask
-		c.User.Umask = &u
-	}
-	if p.ConsoleSize != nil {
-		b := *p.ConsoleSize
-		c.ConsoleSize = &b
-	}
+	c.User.Umask = clonePtr(p.User.Umask)
+	c.ConsoleSize = clonePtr(p.ConsoleSize)
 	if p.Capabilities != nil {
 		caps := specs.LinuxCapabilities{
 			Bounding:    slices.Clone(p.Capabilities.Bounding),
@@ -133,22 +127,29 @@ func cloneProcess(p *specs.Process) *specs.Process {
 		c.Capabilities = &caps
 	}
 	c.Rlimits = slices.Clone(p.Rlimits)
-	if p.OOMScoreAdj != nil {
-		v := *p.OOMScoreAdj
-		c.OOMScoreAdj = &v
+	c.OOMScoreAdj = clonePtr(p.OOMScoreAdj)
+	c.Scheduler = cloneScheduler(p.Scheduler)
+	c.IOPriority = clonePtr(p.IOPriority)
+	c.ExecCPUAffinity = clonePtr(p.ExecCPUAffinity)
+	return &c
+}
+
+// clonePtr returns a pointer to a copy of *p, or nil; for types without
+// pointers or slices inside.
+func clonePtr[T any](p *T) *T {
+	if p == nil {
+		return nil
 	}
-	if p.Scheduler != nil {
-		s := *p.Scheduler
-		s.Flags = slices.Clone(p.Scheduler.Flags)
-		c.Scheduler = &s
+	v := *p
+	return &v
+}
+
+// cloneScheduler deep-copies s (nil stays nil).
+func cloneScheduler(s *specs.Scheduler) *specs.Scheduler {
+	if s == nil {
+		return nil
 	}
-	if p.IOPriority != nil {
-		v := *p.IOPriority
-		c.IOPriority = &v
-	}
-	if p.ExecCPUAffinity != nil {
-		v := *p.ExecCPUAffinity
-		c.ExecCPUAffinity = &v
-	}
+	c := *s
+	c.Flags = slices.Clone(s.Flags)
 	return &c
 }
