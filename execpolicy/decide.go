@@ -344,7 +344,13 @@ func (x *decider) privilege() privilege {
 	p.apparmor = x.req.ApparmorProfile != x.ctr.ApparmorProfile
 	p.selinux = x.req.SelinuxLabel != x.ctr.SelinuxLabel
 	// The groups after a forced user, which keeps only the container's.
-	p.gids = gidGains(x.user.AdditionalGids, &x.ctr.User)
+	// A container whose process may set any group itself (CAP_SETGID
+	// permitted, as root has in a default container) gains nothing by
+	// an exec in another group: `ctr task exec --user 1000` into it is
+	// no privilege.
+	if !maySetGroups(x.ctr) {
+		p.gids = gidGains(x.user.AdditionalGids, &x.ctr.User)
+	}
 	p.rlimits = rlimitGains(x.req.Rlimits, x.ctr.Rlimits)
 	p.oom = oomGains(x.req.OOMScoreAdj, x.ctr.OOMScoreAdj)
 	p.sched = schedGains(x.req.Scheduler, x.ctr.Scheduler)

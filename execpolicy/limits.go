@@ -34,6 +34,12 @@ func hasGroup(u *specs.User, g uint32) bool {
 	return g == u.GID || slices.Contains(u.AdditionalGids, g)
 }
 
+// maySetGroups reports whether the container's process may take any
+// group itself: CAP_SETGID in its permitted set.
+func maySetGroups(ctr *specs.Process) bool {
+	return ctr.Capabilities != nil && slices.Contains(ctr.Capabilities.Permitted, "CAP_SETGID")
+}
+
 // gidGains names the supplementary groups in gids that the container's
 // user lacks: being in a group opens what the group may read and write.
 func gidGains(gids []uint32, ctr *specs.User) []string {

@@ -63,9 +63,14 @@ func TestPrivilegedLimits(t *testing.T) {
 			}
 		}
 	}
+	// noSetgid takes CAP_SETGID from the container (before the exec is
+	// made from it): only then is a group it lacks out of its reach.
+	noSetgid := func(p *specs.Process) {
+		p.Capabilities.Permitted = slices.DeleteFunc(slices.Clone(p.Capabilities.Permitted), func(c string) bool { return c == "CAP_SETGID" })
+	}
 	cases := []tc{
 		// supplementary groups: one rule with a forced user (keepGids)
-		{name: "groups: one the container lacks",
+		{name: "groups: one the container lacks", ctr: noSetgid,
 			proc:   func(p *specs.Process) { p.User.AdditionalGids = []uint32{10, 0} },
 			reason: `execguard: privileged exec refused by rule "default" (privileged): groups the container's user lacks: 0; set [exec] privileged = "clamp" to run it with the container's privileges`},
 		{name: "groups: the container's primary group counts as its own",
@@ -77,7 +82,9 @@ func TestPrivilegedLimits(t *testing.T) {
 			config:   deny + "\nuser = \"2000\"",
 			proc:     func(p *specs.Process) { p.User.AdditionalGids = []uint32{0, 10} },
 			adjusted: []string{"user 1000:1000 groups [0 10] -> 2000:1000 groups [10]"}},
-		{name: "groups: clamp drops those the container lacks", config: clamp,
+		{name: "groups: a container that may set any group (CAP_SETGID) gains none",
+			proc: func(p *specs.Process) { p.User.AdditionalGids = []uint32{10, 0, 27} }},
+		{name: "groups: clamp drops those the container lacks", config: clamp, ctr: noSetgid,
 			proc:    func(p *specs.Process) { p.User.AdditionalGids = []uint32{10, 0, 27, 1000} },
 			clamped: "groups the container's user lacks: 0, 27",
 			want: func(t *testing.T, got, _ *specs.Process) {
@@ -290,7 +297,7 @@ func TestPrivilegedLimits(t *testing.T) {
 			}},
 
 		// all at once: the refusal names each
-		{name: "all: each named",
+		{name: "all: each named", ctr: noSetgid,
 			proc: func(p *specs.Process) {
 				p.User.AdditionalGids = []uint32{0}
 				p.Rlimits[0].Hard = 2048
