@@ -643,3 +643,30 @@ func damageSnapshot(f *fixture, snap *conf.Snapshot) {
 	next := f.publish("[exec]\non_state_error = \"" + snap.OnStateError() + "\"\nmode = \"audit\"\n")
 	os.WriteFile(filepath.Join(f.dir.Path(), "snapshots", next.Digest+".json"), []byte("{}"), 0o600)
 }
+
+// TestDamagedSnapshotFailsCreate: a create while the current snapshot is
+// damaged or untrusted fails with a message, and never runs the container
+// under another runtime (runc from PATH is only for a node where nothing
+// was ever published); on_state_error does not change that.
+func TestDamagedSnapshotFailsCreate(t *testing.T) {
+	for _, damage := range []func(f *fixture, snap *conf.Snapshot){
+		func(f *fixture, snap *conf.Snapshot) {
+			os.WriteFile(filepath.Join(f.dir.Path(), "snapshots", snap.Digest+".json"), []byte("{}"), 0o600)
+		},
+		func(f *fixture, _ *conf.Snapshot) { os.Chmod(filepath.Join(f.dir.Path(), "current"), 0o666) },
+	} {
+		f := newFixture(t)
+		snap := f.publish("[exec]\non_state_error = \"allow\"\n")
+		damage(f, snap)
+		err := f.create("c1", nil, nil)
+		if err == nil || !strings.Contains(err.Error(), "snapshot") {
+			t.Fatalf("create under a damaged snapshot: %v", err)
+		}
+		if len(f.inner.creates) != 0 {
+			t.Fatal("runc's shim was asked to create the container")
+		}
+		if _, err := f.dir.Pins().Read("c1"); err == nil {
+			t.Fatal("the container was pinned")
+		}
+	}
+}
