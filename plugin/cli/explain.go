@@ -78,6 +78,7 @@ func explain(args []string, stdout, stderr io.Writer) int {
 	// Recorded facts and spec, when the plugin knows the container.
 	var notes []string
 	var spec *specs.Spec
+	specUnreadable := false
 	var id string
 	if rec, ok, err := findFacts(*stateDir, f); err != nil {
 		notes = append(notes, err.Error())
@@ -87,7 +88,10 @@ func explain(args []string, stdout, stderr io.Writer) int {
 		notes = append(notes, "facts recorded for container "+id)
 		spec, err = pinnedSpec(*stateDir, id)
 		if err != nil {
-			notes = append(notes, err.Error())
+			// The shim decides such a container's execs without its
+			// spec; so does explain.
+			notes = append(notes, err.Error()+": decided as the shim decides without it")
+			specUnreadable = true
 		}
 	}
 	if len(labels) > 0 {
@@ -118,7 +122,7 @@ func explain(args []string, stdout, stderr io.Writer) int {
 	if *cwd != "" {
 		proc.Cwd = *cwd
 	}
-	if spec == nil || spec.Process == nil {
+	if (spec == nil || spec.Process == nil) && !specUnreadable {
 		ctrProc := *proc
 		ctrProc.Args, ctrProc.Terminal = nil, false
 		spec = &specs.Spec{Process: &ctrProc}

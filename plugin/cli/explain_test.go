@@ -214,3 +214,33 @@ func mustConf(t *testing.T, src string) *conf.Config {
 	}
 	return c
 }
+
+// TestExplainUnreadableSpec: for a recorded container whose spec cannot be
+// read, explain decides as the shim does without it: with
+// deny_exec_into_privileged on, the exec is refused.
+func TestExplainUnreadableSpec(t *testing.T) {
+	stateDir := t.TempDir()
+	c, err := conf.Parse("config.toml", []byte("[runtimes.runc]\npath = \"/usr/bin/runc\"\n[exec]\ndeny_exec_into_privileged = true\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	snap, err := conf.Compile(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := state.At(stateDir)
+	if err := dir.Snapshots().Publish(snap); err != nil {
+		t.Fatal(err)
+	}
+	if err := dir.Facts().Write(execpolicy.Facts{ContainerID: "c1", Namespace: "dev", Pod: "p", Container: "app"}); err != nil {
+		t.Fatal(err)
+	}
+	rt := snap.Default()
+	if err := dir.Pins().Write(state.Pin{ContainerID: "c1", Spec: rt.Spec, Wrapper: rt.Wrapper, Bundle: t.TempDir()}); err != nil {
+		t.Fatal(err)
+	}
+	_, out, _ := runExplain(t, "--state-dir", stateDir, "--namespace", "dev", "--pod", "p", "--container", "app", "--", "ls")
+	if !strings.Contains(out, "decision: refuse") || !strings.Contains(out, "config.json") {
+		t.Errorf("explain with the container's spec unreadable:\n%s", out)
+	}
+}
