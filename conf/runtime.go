@@ -4,12 +4,9 @@ import (
 	"fmt"
 	"slices"
 	"strings"
-)
 
-// RuntimeAnnotation names the runtime a pod asks for. The plugin copies a
-// pod's request onto its containers (NRI CreateContainer); the shim reads
-// it from the container's config.json at Create.
-const RuntimeAnnotation = "execguard.io/runtime"
+	"github.com/execguard/execguard/internal/names"
+)
 
 // How a runtime was chosen.
 const (
@@ -41,9 +38,9 @@ func (s *Snapshot) ChooseRuntime(requested, handler string) (RuntimeChoice, erro
 		rt, ok := s.Runtime(requested)
 		switch {
 		case !ok:
-			c.Warning = fmt.Sprintf("annotation %s=%q ignored: no such runtime is configured", RuntimeAnnotation, requested)
+			c.Warning = fmt.Sprintf("annotation %s=%q ignored: no such runtime is configured", names.RuntimeAnnotation, requested)
 		case !s.Selectable(requested):
-			c.Warning = fmt.Sprintf("annotation %s=%q ignored: the runtime is not selectable (see [annotations] allow_overrides and selectable_runtimes)", RuntimeAnnotation, requested)
+			c.Warning = fmt.Sprintf("annotation %s=%q ignored: the runtime is not selectable (see [annotations] allow_overrides and selectable_runtimes)", names.RuntimeAnnotation, requested)
 		default:
 			c.Name, c.Runtime, c.Source = requested, rt, SourceAnnotation
 			return c, nil

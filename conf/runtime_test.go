@@ -3,6 +3,8 @@ package conf
 import (
 	"strings"
 	"testing"
+
+	"github.com/execguard/execguard/internal/names"
 )
 
 // Property 6 of issue #11: a sandbox or container names a runtime by
@@ -47,7 +49,7 @@ func TestChooseRuntimeObeysConfig(t *testing.T) {
 				}
 				if ignored := req != "" && source != SourceAnnotation; ignored != (got.Warning != "") {
 					t.Errorf("%s: ChooseRuntime(%q, %q): warning %q", cfg.name, req, handler, got.Warning)
-				} else if ignored && !strings.Contains(got.Warning, RuntimeAnnotation+"=") {
+				} else if ignored && !strings.Contains(got.Warning, names.RuntimeAnnotation+"=") {
 					t.Errorf("%s: warning %q does not name the annotation", cfg.name, got.Warning)
 				}
 				if s.Selectable(req) != cfg.selectable[req] && s.Runtimes[req].Path != "" {

@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"strings"
 	"testing"
+
+	"github.com/execguard/execguard/internal/names"
 )
 
 // benchConfig has 20 rules of every kind of match; five match the
@@ -62,7 +64,7 @@ func BenchmarkDecide20Rules(b *testing.B) {
 	})
 	b.Run("clamp+annotation", func(b *testing.B) {
 		ctr := container()
-		ctr.Facts.Annotations = map[string]string{AnnotationExecPolicy: `{"deny_commands":["vi"],"max_concurrent":2,"privileged":"allow"}`}
+		ctr.Facts.Annotations = map[string]string{names.ExecPolicyAnnotation: `{"deny_commands":["vi"],"max_concurrent":2,"privileged":"allow"}`}
 		proc := criExec(ctr, "cat", "/etc/hostname")
 		proc.Capabilities.Bounding = append(proc.Capabilities.Bounding, "CAP_SYS_ADMIN", "CAP_NET_ADMIN")
 		proc.Capabilities.Effective = append(proc.Capabilities.Effective, "CAP_SYS_ADMIN")

@@ -10,6 +10,7 @@ import (
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 
 	"github.com/execguard/execguard/conf"
+	"github.com/execguard/execguard/internal/names"
 )
 
 // Container is what a decision knows of the exec's target container.
@@ -196,7 +197,7 @@ func hint(rule, key, assign string) string {
 	case rule == RuleDefault:
 		return "set [exec] " + assign
 	case rule == RuleAnnotation:
-		return fmt.Sprintf("remove %s from the pod annotation %s", key, AnnotationExecPolicy)
+		return fmt.Sprintf("remove %s from the pod annotation %s", key, names.ExecPolicyAnnotation)
 	default:
 		return fmt.Sprintf("set %s in rule %q", assign, rule)
 	}

@@ -9,12 +9,8 @@ import (
 	"sync/atomic"
 
 	"github.com/execguard/execguard/conf"
+	"github.com/execguard/execguard/internal/names"
 )
-
-// AnnotationExecPolicy is the pod annotation whose value, a JSON object with
-// the keys of [exec], tightens the node's policy for that pod's containers
-// (or changes it freely under [annotations] allow_overrides = true).
-const AnnotationExecPolicy = "execguard.io/exec-policy"
 
 // Names of the policy sources a Trace and a Decision report.
 const (
@@ -139,7 +135,7 @@ func effective(snap *conf.Snapshot, f *Facts) eff {
 	}
 	e.nodeDeny = len(p.DenyCommands)
 	e.denySrc, e.allowSrc = e.trace.SetBy[KeyDenyCommands], e.trace.SetBy[KeyAllowCommands]
-	if v, ok := f.Annotations[AnnotationExecPolicy]; ok {
+	if v, ok := f.Annotations[names.ExecPolicyAnnotation]; ok {
 		e.trace.Annotation = true
 		overrides := cfg != nil && cfg.Annotations.AllowOverrides
 		e.annotate(p, v, overrides)
@@ -244,7 +240,7 @@ func ParseAnnotation(v string) (conf.PolicyFields, error) {
 func (e *eff) annotate(p *conf.Policy, v string, overrides bool) {
 	f, err := parseAnnotationCached(v)
 	if err != nil {
-		e.warn("annotation %s ignored: %v", AnnotationExecPolicy, err)
+		e.warn("annotation %s ignored: %v", names.ExecPolicyAnnotation, err)
 		return
 	}
 	if overrides {
@@ -269,7 +265,7 @@ func (e *eff) annotate(p *conf.Policy, v string, overrides bool) {
 			continue
 		case conf.Loosens:
 			e.warn("annotation %s: %s = %s would loosen %s = %s (set by %s): ignored; set [annotations] allow_overrides = true to allow it",
-				AnnotationExecPolicy, k.Name(), t.Want, k.Name(), t.Have, e.trace.SetBy[i])
+				names.ExecPolicyAnnotation, k.Name(), t.Want, k.Name(), t.Have, e.trace.SetBy[i])
 			continue
 		case conf.Replaced:
 			e.trace.SetBy[i] = RuleAnnotation

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/execguard/execguard/conf"
+	"github.com/execguard/execguard/internal/names"
 )
 
 func TestPolicyKeysMatchConf(t *testing.T) {
@@ -205,7 +206,7 @@ user = "1000"
 		t.Run(c.name, func(t *testing.T) {
 			snap := snapshot(t, c.config)
 			before, _ := json.Marshal(snap)
-			f := Facts{Annotations: map[string]string{AnnotationExecPolicy: c.ann}}
+			f := Facts{Annotations: map[string]string{names.ExecPolicyAnnotation: c.ann}}
 			p, tr := Effective(snap, f)
 			if after, _ := json.Marshal(snap); string(after) != string(before) {
 				t.Fatal("Effective changed the snapshot")
@@ -268,7 +269,7 @@ func TestDecideAnnotation(t *testing.T) {
 		t.Run(c.name, func(t *testing.T) {
 			snap := snapshot(t, c.config)
 			ctr := rootContainer()
-			ctr.Facts.Annotations = map[string]string{AnnotationExecPolicy: c.ann}
+			ctr.Facts.Annotations = map[string]string{names.ExecPolicyAnnotation: c.ann}
 			proc := criExec(ctr, c.cmd)
 			if c.addCap {
 				proc.Capabilities.Bounding = append(proc.Capabilities.Bounding, "CAP_SYS_ADMIN")
@@ -302,7 +303,7 @@ func TestAnnotationKeyInAnotherCase(t *testing.T) {
 		{`{"Max_Concurrent":-1}`, nil, 1, 4},
 		{`{"MODE":"bogus"}`, nil, 1, 4},
 	} {
-		p, tr := Effective(snap, Facts{Annotations: map[string]string{AnnotationExecPolicy: tc.ann}})
+		p, tr := Effective(snap, Facts{Annotations: map[string]string{names.ExecPolicyAnnotation: tc.ann}})
 		if !slices.Equal(tr.AnnotationKeys, tc.applied) || len(tr.Warnings) != tc.warnings || p.MaxConcurrent != tc.limit {
 			t.Errorf("%s: applied %q warnings %q limit %d", tc.ann, tr.AnnotationKeys, tr.Warnings, p.MaxConcurrent)
 		}

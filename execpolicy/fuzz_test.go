@@ -11,6 +11,7 @@ import (
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 
 	"github.com/execguard/execguard/conf"
+	"github.com/execguard/execguard/internal/names"
 )
 
 // fuzzBytes hands out fuzz input as choices; past the end every choice is 0.
@@ -210,9 +211,9 @@ func fuzzCase(t testing.TB, policy, process []byte) (*conf.Snapshot, *Container,
 	switch pf.next() % 3 {
 	case 1:
 		ann, _ := json.Marshal(pf.fields())
-		facts.Annotations = map[string]string{AnnotationExecPolicy: string(ann)}
+		facts.Annotations = map[string]string{names.ExecPolicyAnnotation: string(ann)}
 	case 2:
-		facts.Annotations = map[string]string{AnnotationExecPolicy: string(policy)}
+		facts.Annotations = map[string]string{names.ExecPolicyAnnotation: string(policy)}
 	}
 	snap, err := conf.Compile(cfg)
 	if err != nil {

@@ -17,8 +17,8 @@ import (
 	"github.com/containerd/nri/pkg/api"
 	"github.com/sirupsen/logrus"
 
-	"github.com/execguard/execguard/conf"
 	"github.com/execguard/execguard/execpolicy"
+	"github.com/execguard/execguard/internal/names"
 	"github.com/execguard/execguard/state"
 )
 
@@ -184,7 +184,7 @@ func (f *fakeRuntime) create(pod *api.PodSandbox, id, name string) string {
 	f.mu.Lock()
 	f.ctrs[id] = c
 	f.mu.Unlock()
-	return rpl.GetAdjust().GetAnnotations()[conf.RuntimeAnnotation]
+	return rpl.GetAdjust().GetAnnotations()[names.RuntimeAnnotation]
 }
 
 func (f *fakeRuntime) remove(pod *api.PodSandbox, id string) {
@@ -282,7 +282,7 @@ func TestExternal(t *testing.T) {
 	p0 := pod("p0", map[string]string{"team": "a"}, "")
 	rt.pods[p0.Id] = p0
 	rt.ctrs["c0"] = &api.Container{Id: "c0", PodSandboxId: p0.Id, Name: "old",
-		Annotations: map[string]string{conf.RuntimeAnnotation: "crun"}, State: api.ContainerState_CONTAINER_RUNNING}
+		Annotations: map[string]string{names.RuntimeAnnotation: "crun"}, State: api.ContainerState_CONTAINER_RUNNING}
 	rt.start()
 	front := filepath.Join(root, "nri.sock")
 	px := startProxy(t, front, rt.socket)
@@ -334,11 +334,11 @@ func TestExternal(t *testing.T) {
 		pod  *api.PodSandbox
 		want string
 	}{
-		{pod("p1", map[string]string{conf.RuntimeAnnotation: "crun"}, ""), "crun"}, // selectable: passed on
-		{pod("p2", map[string]string{conf.RuntimeAnnotation: "kata"}, ""), ""},     // not selectable: the shim chooses
-		{pod("p3", map[string]string{conf.RuntimeAnnotation: "kata"}, "crun"), ""}, // the handler's name does not matter
+		{pod("p1", map[string]string{names.RuntimeAnnotation: "crun"}, ""), "crun"}, // selectable: passed on
+		{pod("p2", map[string]string{names.RuntimeAnnotation: "kata"}, ""), ""},     // not selectable: the shim chooses
+		{pod("p3", map[string]string{names.RuntimeAnnotation: "kata"}, "crun"), ""}, // the handler's name does not matter
 		{pod("p4", nil, "kata"), ""}, // no request
-		{pod("p5", map[string]string{conf.RuntimeAnnotation: "crun"}, "kata"), "crun"}, // a request beats any handler
+		{pod("p5", map[string]string{names.RuntimeAnnotation: "crun"}, "kata"), "crun"}, // a request beats any handler
 	} {
 		rt.addPod(tc.pod)
 		id := "c-" + tc.pod.Id
@@ -372,7 +372,7 @@ func TestExternal(t *testing.T) {
 	rt.start()
 	px = startProxy(t, front, rt.socket)
 	rt.waitSynced()
-	p6 := pod("p6", map[string]string{conf.RuntimeAnnotation: "crun"}, "")
+	p6 := pod("p6", map[string]string{names.RuntimeAnnotation: "crun"}, "")
 	rt.addPod(p6)
 	if got := rt.create(p6, "c-p6", "after-restart"); got != "crun" {
 		t.Fatalf("after the runtime restarted: injected runtime %q, want crun", got)
@@ -437,7 +437,7 @@ func TestPreRegistered(t *testing.T) {
 	if f, ok := readFacts(t, stateDir, "c0"); !ok || f.Runtime != "" || f.RuntimeHandler != "kata" {
 		t.Fatalf("facts of the synchronized container: %+v (exist %v)", f, ok)
 	}
-	p1 := pod("p1", map[string]string{conf.RuntimeAnnotation: "crun"}, "")
+	p1 := pod("p1", map[string]string{names.RuntimeAnnotation: "crun"}, "")
 	rt.addPod(p1)
 	if got := rt.create(p1, "c1", "main"); got != "crun" {
 		t.Fatalf("injected runtime %q, want crun", got)

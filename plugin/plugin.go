@@ -22,6 +22,7 @@ import (
 
 	"github.com/execguard/execguard/conf"
 	"github.com/execguard/execguard/execpolicy"
+	"github.com/execguard/execguard/internal/names"
 	"github.com/execguard/execguard/plugin/gc"
 	"github.com/execguard/execguard/plugin/metrics"
 	"github.com/execguard/execguard/state"
@@ -225,7 +226,7 @@ func (p *Plugin) Synchronize(_ context.Context, pods []*api.PodSandbox, ctrs []*
 		}
 		// The plugin set the annotation at creation only for an honoured
 		// request; which runtime the container runs is its pin's business.
-		f := factsOf(pod, c, c.GetAnnotations()[conf.RuntimeAnnotation])
+		f := factsOf(pod, c, c.GetAnnotations()[names.RuntimeAnnotation])
 		if old, err := facts.Read(c.GetId()); err == nil && reflect.DeepEqual(old, f) {
 			continue // unchanged: spare the fsync
 		}
@@ -299,7 +300,7 @@ func (p *Plugin) CreateContainer(_ context.Context, pod *api.PodSandbox, c *api.
 	if err == nil && ch.Source == conf.SourceAnnotation {
 		requested = ch.Name
 		adj = &api.ContainerAdjustment{}
-		adj.AddAnnotation(conf.RuntimeAnnotation, requested)
+		adj.AddAnnotation(names.RuntimeAnnotation, requested)
 		log.WithFields(logrus.Fields{"runtime": requested, "wrapper": ch.Runtime.Wrapper, "digest": s.Digest}).Info("runtime requested by the pod")
 	} else {
 		log.Debug("no honoured runtime request; the shim chooses the handler's runtime or the default")

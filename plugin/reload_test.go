@@ -16,6 +16,7 @@ import (
 	dto "github.com/prometheus/client_model/go"
 
 	"github.com/execguard/execguard/conf"
+	"github.com/execguard/execguard/internal/names"
 	"github.com/execguard/execguard/plugin/gc"
 	"github.com/execguard/execguard/plugin/metrics"
 	"github.com/execguard/execguard/state"
@@ -56,7 +57,7 @@ func TestReloadWhileResolving(t *testing.T) {
 			defer wg.Done()
 			for i := 0; !stop.Load() || i < 20; i++ {
 				pod := &api.PodSandbox{Id: fmt.Sprintf("p%d-%d", g, i), Name: "pod", Namespace: "ns",
-					Annotations: map[string]string{conf.RuntimeAnnotation: []string{"crun", "kata", ""}[i%3]}}
+					Annotations: map[string]string{names.RuntimeAnnotation: []string{"crun", "kata", ""}[i%3]}}
 				s, ch, err := p.Resolve(pod)
 				if err != nil {
 					errs <- err
@@ -85,8 +86,8 @@ func TestReloadWhileResolving(t *testing.T) {
 				}
 				// Injected only when honoured, by one of the snapshots:
 				// crun or kata selectable, never both.
-				name, injected := adj.GetAnnotations()[conf.RuntimeAnnotation]
-				if req := pod.Annotations[conf.RuntimeAnnotation]; injected && name != req || name != "" && name != "crun" && name != "kata" {
+				name, injected := adj.GetAnnotations()[names.RuntimeAnnotation]
+				if req := pod.Annotations[names.RuntimeAnnotation]; injected && name != req || name != "" && name != "crun" && name != "kata" {
 					errs <- fmt.Errorf("CreateContainer injected %q for a request of %q", name, req)
 					return
 				}
@@ -250,7 +251,7 @@ func BenchmarkCreateContainer(b *testing.B) {
 		b.Fatal(err)
 	}
 	pod := &api.PodSandbox{Id: "p", Name: "pod", Namespace: "ns", Labels: map[string]string{"app": "x"},
-		Annotations: map[string]string{conf.RuntimeAnnotation: "crun"}}
+		Annotations: map[string]string{names.RuntimeAnnotation: "crun"}}
 	b.ResetTimer()
 	for i := range b.N {
 		ctr := &api.Container{Id: fmt.Sprintf("c%d", i), PodSandboxId: "p", Name: "main"}

@@ -4,6 +4,7 @@ import (
 	"github.com/containerd/nri/pkg/api"
 
 	"github.com/execguard/execguard/conf"
+	"github.com/execguard/execguard/internal/names"
 )
 
 // chooseRuntime applies conf's one runtime rule to a new container of pod:
@@ -13,5 +14,5 @@ import (
 // the same rule with it at Create. So a choice whose Source is not
 // conf.SourceAnnotation only means "no honoured request": the shim decides.
 func chooseRuntime(s *conf.Snapshot, pod *api.PodSandbox) (conf.RuntimeChoice, error) {
-	return s.ChooseRuntime(pod.GetAnnotations()[conf.RuntimeAnnotation], "")
+	return s.ChooseRuntime(pod.GetAnnotations()[names.RuntimeAnnotation], "")
 }

@@ -10,6 +10,7 @@ import (
 	logtest "github.com/sirupsen/logrus/hooks/test"
 
 	"github.com/execguard/execguard/conf"
+	"github.com/execguard/execguard/internal/names"
 	"github.com/execguard/execguard/state"
 )
 
@@ -26,7 +27,7 @@ func compile(t *testing.T, text string) *conf.Snapshot {
 	return s
 }
 
-func ann(rt string) map[string]string { return map[string]string{conf.RuntimeAnnotation: rt} }
+func ann(rt string) map[string]string { return map[string]string{names.RuntimeAnnotation: rt} }
 
 // runtimeCases: which pods' requests the plugin honours, and the warning
 // it logs for one it ignores. The pod's runtime handler never matters to
@@ -102,7 +103,7 @@ func TestCreateContainerRuntime(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			got, injected := adj.GetAnnotations()[conf.RuntimeAnnotation]
+			got, injected := adj.GetAnnotations()[names.RuntimeAnnotation]
 			if injected != (tc.honoured != "") || got != tc.honoured {
 				t.Errorf("adjustment %+v, want annotation %q", adj, tc.honoured)
 			}

@@ -47,6 +47,7 @@ import (
 
 	"github.com/execguard/execguard/conf"
 	"github.com/execguard/execguard/execpolicy"
+	"github.com/execguard/execguard/internal/names"
 	"github.com/execguard/execguard/state"
 	"github.com/execguard/execguard/wrappers"
 )
@@ -253,7 +254,7 @@ func (s *service) chooseRuntime(lg *log.Entry, spec *specs.Spec, handler string)
 	}
 	var requested string
 	if spec != nil {
-		requested = spec.Annotations[conf.RuntimeAnnotation]
+		requested = spec.Annotations[names.RuntimeAnnotation]
 	}
 	ch, err := snap.ChooseRuntime(requested, handler)
 	if err != nil {

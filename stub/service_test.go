@@ -28,6 +28,7 @@ import (
 
 	"github.com/execguard/execguard/conf"
 	"github.com/execguard/execguard/execpolicy"
+	"github.com/execguard/execguard/internal/names"
 	"github.com/execguard/execguard/state"
 )
 
@@ -229,10 +230,10 @@ func TestCreatePinsTheChosenRuntime(t *testing.T) {
 		{name: "default", want: "runc"},
 		{name: "handler option", opts: `ExecguardRuntime = "crun"`, want: "crun"},
 		{name: "handler options reach runc", opts: "SystemdCgroup = true\nCriuImagePath = \"/criu\"\nRoot = \"/r\"", want: "runc", systemd: true, criuPath: "/criu"},
-		{name: "selectable annotation", config: "[annotations]\nselectable_runtimes = [\"crun\"]", ann: map[string]string{conf.RuntimeAnnotation: "crun"}, want: "crun"},
-		{name: "annotation not selectable", ann: map[string]string{conf.RuntimeAnnotation: "crun"}, want: "runc"},
-		{name: "annotation not selectable, handler", ann: map[string]string{conf.RuntimeAnnotation: "crun"}, opts: `ExecguardRuntime = "runc"`, want: "runc"},
-		{name: "unknown annotation", config: "[annotations]\nallow_overrides = true", ann: map[string]string{conf.RuntimeAnnotation: "kata"}, want: "runc"},
+		{name: "selectable annotation", config: "[annotations]\nselectable_runtimes = [\"crun\"]", ann: map[string]string{names.RuntimeAnnotation: "crun"}, want: "crun"},
+		{name: "annotation not selectable", ann: map[string]string{names.RuntimeAnnotation: "crun"}, want: "runc"},
+		{name: "annotation not selectable, handler", ann: map[string]string{names.RuntimeAnnotation: "crun"}, opts: `ExecguardRuntime = "runc"`, want: "runc"},
+		{name: "unknown annotation", config: "[annotations]\nallow_overrides = true", ann: map[string]string{names.RuntimeAnnotation: "kata"}, want: "runc"},
 		{name: "handler runtime not configured", opts: `ExecguardRuntime = "runsc"`, wantErr: `runtime "runsc"`},
 		{name: "bad options table", opts: `SystemdCgroup = "yes"`, wantErr: "options table"},
 	}

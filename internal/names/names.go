@@ -10,7 +10,9 @@ const (
 	// container's spec; the config decides whether it is obeyed.
 	RuntimeAnnotation = "execguard.io/runtime"
 	// ExecPolicyAnnotation is the pod annotation whose value, a JSON object
-	// with exec-policy keys, tightens the node's policy for the pod.
+	// with exec-policy keys, tightens the node's policy for the pod's
+	// containers (or changes it freely under [annotations]
+	// allow_overrides = true).
 	ExecPolicyAnnotation = "execguard.io/exec-policy"
 )
 

@@ -15,6 +15,7 @@ import (
 
 	"github.com/execguard/execguard/conf"
 	"github.com/execguard/execguard/execpolicy"
+	"github.com/execguard/execguard/internal/names"
 	"github.com/execguard/execguard/state"
 )
 
@@ -221,11 +222,11 @@ func printExplain(w io.Writer, snap *conf.Snapshot, from string, c *execpolicy.C
 	}
 	switch {
 	case !tr.Annotation:
-		fmt.Fprintf(w, "annotation %s: none\n", execpolicy.AnnotationExecPolicy)
+		fmt.Fprintf(w, "annotation %s: none\n", names.ExecPolicyAnnotation)
 	case len(tr.AnnotationKeys) == 0:
-		fmt.Fprintf(w, "annotation %s: nothing applied\n", execpolicy.AnnotationExecPolicy)
+		fmt.Fprintf(w, "annotation %s: nothing applied\n", names.ExecPolicyAnnotation)
 	default:
-		fmt.Fprintf(w, "annotation %s: applied %s\n", execpolicy.AnnotationExecPolicy, strings.Join(tr.AnnotationKeys, ", "))
+		fmt.Fprintf(w, "annotation %s: applied %s\n", names.ExecPolicyAnnotation, strings.Join(tr.AnnotationKeys, ", "))
 	}
 	if len(d.Warnings) > 0 {
 		fmt.Fprintln(w, "warnings:")

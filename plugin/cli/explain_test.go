@@ -12,6 +12,7 @@ import (
 
 	"github.com/execguard/execguard/conf"
 	"github.com/execguard/execguard/execpolicy"
+	"github.com/execguard/execguard/internal/names"
 	"github.com/execguard/execguard/state"
 )
 
@@ -74,7 +75,7 @@ func TestExplainConfig(t *testing.T) {
 	// Root refused; an annotation's loosening is ignored with a warning,
 	// its tightening applied.
 	code, out, _ = runExplain(t, "--state-dir", empty, "--config", cfg, "--namespace", "dev", "--pod", "p", "--container", "c",
-		"--annotation", execpolicy.AnnotationExecPolicy+`={"deny_root":false,"allow_tty":false}`, "--tty", "--", "ls")
+		"--annotation", names.ExecPolicyAnnotation+`={"deny_root":false,"allow_tty":false}`, "--tty", "--", "ls")
 	if code != 0 {
 		t.Fatal(code)
 	}
