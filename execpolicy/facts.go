@@ -1,6 +1,9 @@
 package execpolicy
 
-import "github.com/execguard/execguard/internal/names"
+import (
+	"github.com/execguard/execguard/internal/names"
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+)
 
 // Facts are what the plugin learns of a container from NRI and the shim
 // cannot read from config.json: pod labels and annotations above all.
@@ -17,9 +20,14 @@ type Facts struct {
 	Runtime        string            `json:"runtime,omitempty"` // the execguard runtime chosen
 }
 
-// FactsFromAnnotations returns the facts CRI writes into a container's
-// OCI annotations (no labels: CRI does not copy them there).
-func FactsFromAnnotations(cid string, ann map[string]string) Facts {
+// FactsFromSpec returns the facts CRI writes into a container's OCI
+// annotations (no labels: CRI does not copy them there); none when spec
+// is unknown.
+func FactsFromSpec(cid string, spec *specs.Spec) Facts {
+	var ann map[string]string
+	if spec != nil {
+		ann = spec.Annotations
+	}
 	return Facts{
 		ContainerID: cid,
 		Namespace:   ann[names.CRISandboxNamespace],

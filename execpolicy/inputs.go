@@ -50,9 +50,5 @@ func FactsOf(id string, spec *specs.Spec, read func(id string) (Facts, error)) (
 	if !errors.Is(err, os.ErrNotExist) {
 		return Facts{}, err
 	}
-	var ann map[string]string
-	if spec != nil {
-		ann = spec.Annotations
-	}
-	return FactsFromAnnotations(id, ann), nil
+	return FactsFromSpec(id, spec), nil
 }

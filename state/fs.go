@@ -263,11 +263,9 @@ type entry struct {
 	st   unix.Stat_t
 }
 
-func (e *entry) isDir() bool     { return e.st.Mode&unix.S_IFMT == unix.S_IFDIR }
-func (e *entry) isRegular() bool { return e.st.Mode&unix.S_IFMT == unix.S_IFREG }
-func (e *entry) modTime() time.Time {
-	return time.Unix(e.st.Mtim.Sec, e.st.Mtim.Nsec)
-}
+func (e *entry) isDir() bool        { return e.st.Mode&unix.S_IFMT == unix.S_IFDIR }
+func (e *entry) isRegular() bool    { return e.st.Mode&unix.S_IFMT == unix.S_IFREG }
+func (e *entry) modTime() time.Time { return modTime(&e.st) }
 
 // list returns the entries of directory rel, temporary files included (a
 // missing directory has none). Entries removed meanwhile are skipped.
@@ -386,12 +384,18 @@ func join(elem ...string) string {
 	return out
 }
 
-func closeFd(fd int) { unix.Close(fd) }
-
-func fdModTime(fd int) (time.Time, error) {
-	var st unix.Stat_t
-	if err := unix.Fstat(fd, &st); err != nil {
+// dirModTime is when directory rel last changed.
+func (d *Dir) dirModTime(rel string) (time.Time, error) {
+	dfd, err := d.openDir(rel, false)
+	if err != nil {
 		return time.Time{}, err
 	}
-	return time.Unix(st.Mtim.Sec, st.Mtim.Nsec), nil
+	defer unix.Close(dfd)
+	var st unix.Stat_t
+	if err := unix.Fstat(dfd, &st); err != nil {
+		return time.Time{}, &os.PathError{Op: "stat", Path: d.abs(rel), Err: err}
+	}
+	return modTime(&st), nil
 }
+
+func modTime(st *unix.Stat_t) time.Time { return time.Unix(st.Mtim.Sec, st.Mtim.Nsec) }

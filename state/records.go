@@ -287,12 +287,7 @@ func (s RecordStore) ContainerModTime(cid string) (time.Time, error) {
 	if err := SafeName(cid); err != nil {
 		return time.Time{}, fmt.Errorf("container id: %w", err)
 	}
-	dfd, err := s.d.openDir(join(execsDir, cid), false)
-	if err != nil {
-		return time.Time{}, err
-	}
-	defer closeFd(dfd)
-	return fdModTime(dfd)
+	return s.d.dirModTime(join(execsDir, cid))
 }
 
 // SessionPath is the session recording of an exec relative to the state

@@ -122,11 +122,7 @@ func (s *service) admit(ctx context.Context, c *container, r *taskAPI.ExecProces
 			return nil, refusal(fmt.Sprintf("execguard: exec into %s refused: container facts unavailable: %v", r.ID, err))
 		}
 		lg.WithError(err).Warn("execguard: container facts unavailable; deciding without pod labels and annotations, on_state_error = allow")
-		var ann map[string]string
-		if c.spec != nil {
-			ann = c.spec.Annotations
-		}
-		facts = execpolicy.FactsFromAnnotations(c.id, ann)
+		facts = execpolicy.FactsFromSpec(c.id, c.spec)
 	}
 
 	d := s.decideAndReserve(snap, c, facts, proc)
