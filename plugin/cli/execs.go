@@ -21,20 +21,20 @@ var execsNow = time.Now
 // stateDirFlag adds --state-dir and --config to fs. The returned function,
 // called after parsing, gives the state dir: --state-dir when given, else
 // the state_dir of --config's file, else the default.
-func stateDirFlag(fs *flag.FlagSet) func() (string, error) {
+func stateDirFlag(fs *flag.FlagSet) func() (*state.Dir, error) {
 	dir := fs.String("state-dir", conf.DefaultStateDir, "state directory")
 	cfg := fs.String("config", "", "config file whose state_dir to read")
-	return func() (string, error) {
+	return func() (*state.Dir, error) {
 		explicit := false
 		fs.Visit(func(f *flag.Flag) { explicit = explicit || f.Name == "state-dir" })
 		if explicit || *cfg == "" {
-			return *dir, nil
+			return state.At(*dir), nil
 		}
 		c, err := conf.Load(*cfg)
 		if err != nil {
-			return "", fmt.Errorf("%w (or give --state-dir DIR)", err)
+			return nil, fmt.Errorf("%w (or give --state-dir DIR)", err)
 		}
-		return c.StateDir, nil
+		return state.At(c.StateDir), nil
 	}
 }
 
@@ -65,7 +65,7 @@ func execs(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, err)
 		return 1
 	}
-	all, readErr := state.At(dir).Records().All()
+	all, readErr := dir.Records().All()
 	rs := all[:0]
 	for _, r := range all {
 		if filter.match(&r) && (*only == "" || *only == r.State) {

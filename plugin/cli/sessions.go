@@ -36,7 +36,7 @@ func sessions(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, err)
 		return 1
 	}
-	all, readErr := state.At(dir).Records().All()
+	all, readErr := dir.Records().All()
 	rs := []state.Record{}
 	for _, r := range all {
 		if r.Session != "" && filter.match(&r) {
@@ -96,7 +96,7 @@ func playSession(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, err)
 		return 1
 	}
-	f, err := state.At(dir).Records().OpenSession(rec.ContainerID, rec.ExecID)
+	f, err := dir.Records().OpenSession(rec.ContainerID, rec.ExecID)
 	if err != nil {
 		fmt.Fprintln(stderr, err)
 		return 1
@@ -111,8 +111,8 @@ func playSession(args []string, stdout, stderr io.Writer) int {
 
 // findSession finds the record of the recorded exec whose id is (or
 // starts with) id.
-func findSession(dir, id string) (state.Record, error) {
-	all, _ := state.At(dir).Records().All()
+func findSession(dir *state.Dir, id string) (state.Record, error) {
+	all, _ := dir.Records().All()
 	var found []state.Record
 	for _, r := range all {
 		if r.Session != "" && strings.HasPrefix(r.ExecID, id) {
@@ -121,7 +121,7 @@ func findSession(dir, id string) (state.Record, error) {
 	}
 	switch len(found) {
 	case 0:
-		return state.Record{}, fmt.Errorf("no recorded session of exec %q under %s", id, dir)
+		return state.Record{}, fmt.Errorf("no recorded session of exec %q under %s", id, dir.Path())
 	case 1:
 		return found[0], nil
 	}

@@ -79,19 +79,19 @@ func listWrappers(args []string, stdout, stderr io.Writer) int {
 	return 0
 }
 
-func wrapperRows(dir string) ([]wrapperRow, []string, error) {
-	store := state.At(dir).Wrappers()
+func wrapperRows(dir *state.Dir) ([]wrapperRow, []string, error) {
+	store := dir.Wrappers()
 	infos, err := store.List()
 	if err != nil {
 		return nil, nil, err
 	}
 	var warnings []string
-	pins, err := state.At(dir).Pins().List()
+	pins, err := dir.Pins().List()
 	if err != nil {
 		warnings = append(warnings, err.Error())
 	}
 	current := map[string][]string{}
-	snap, err := state.At(dir).Snapshots().LoadCurrent()
+	snap, err := dir.Snapshots().LoadCurrent()
 	switch {
 	case err == nil:
 		for _, name := range snap.RuntimeNames() {
