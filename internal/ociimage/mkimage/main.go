@@ -11,7 +11,6 @@
 package main
 
 import (
-	"archive/tar"
 	"flag"
 	"fmt"
 	"log"
@@ -80,7 +79,7 @@ func build(out, bin, ref, version, revision, arch, licenseFile string) (string, 
 		if err != nil {
 			return "", err
 		}
-		entries = append(entries, ociimage.Entry{Name: "usr/local/bin/" + b, Type: tar.TypeReg, Mode: 0o755, Data: data})
+		entries = append(entries, ociimage.File("usr/local/bin/"+b, 0o755, data))
 	}
 	lic, err := os.ReadFile(licenseFile)
 	if err != nil {
