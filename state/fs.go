@@ -189,15 +189,6 @@ func (d *Dir) readFile(rel string, limit int64) ([]byte, error) {
 	return b, nil
 }
 
-// IsTemp reports whether name is a temporary file of an interrupted write.
-func IsTemp(name string) bool {
-	return strings.HasPrefix(name, safefile.TempPrefix) && strings.Contains(name, safefile.TempInfix)
-}
-
-// TempMaxAge is how old a temporary file must be before no writer can
-// still be working on it. File ages are on the wall clock, like file times.
-const TempMaxAge = time.Minute
-
 // writeFile atomically replaces rel with data: a temporary file in the same
 // directory is written, fsynced, chmodded and renamed over rel, then the
 // directory is fsynced. Readers see the old content or the new, never part;
@@ -304,7 +295,7 @@ func (d *Dir) removeStaleTemps(rel string) error {
 	}
 	var errs []error
 	for _, e := range ents {
-		if IsTemp(e.name) && time.Since(e.modTime()) > TempMaxAge {
+		if safefile.StaleTemp(e.name, e.modTime()) {
 			errs = append(errs, d.remove(join(rel, e.name)))
 		}
 	}

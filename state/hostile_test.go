@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/execguard/execguard/execpolicy"
+	"github.com/execguard/execguard/internal/safefile"
 	"github.com/execguard/execguard/state"
 	"github.com/execguard/execguard/wrappers"
 )
@@ -358,7 +359,7 @@ func TestHostileFullDisk(t *testing.T) {
 		t.Fatalf("after a failed publish: %v, %v; want the good snapshot", got, err)
 	}
 	filepath.Walk(root, func(p string, fi os.FileInfo, err error) error {
-		if err == nil && state.IsTemp(fi.Name()) {
+		if err == nil && safefile.IsTemp(fi.Name()) {
 			t.Errorf("temporary file left: %s", p)
 		}
 		return nil

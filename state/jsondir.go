@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+
+	"github.com/execguard/execguard/internal/safefile"
 )
 
 // jsonDir keeps one JSON document per id in a directory of the state dir:
@@ -72,7 +74,7 @@ func (j jsonDir) ids() ([]string, error) {
 	var errs []error
 	for _, e := range ents {
 		id, ok := strings.CutSuffix(e.name, ".json")
-		if !ok || IsTemp(e.name) {
+		if !ok || safefile.IsTemp(e.name) {
 			continue
 		}
 		if SafeName(id) != nil {

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/execguard/execguard/conf"
+	"github.com/execguard/execguard/internal/safefile"
 )
 
 // Exec record states.
@@ -199,8 +200,8 @@ func (s RecordStore) Execs(cid string) (execs []Entry, busy bool, err error) {
 	}
 	for i := range ents {
 		e := &ents[i]
-		if IsTemp(e.name) {
-			busy = busy || time.Since(e.modTime()) <= TempMaxAge
+		if safefile.IsTemp(e.name) {
+			busy = busy || time.Since(e.modTime()) <= safefile.TempMaxAge
 			continue
 		}
 		eid, ok := strings.CutSuffix(e.name, ".json")

@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	"github.com/execguard/execguard/conf"
+	"github.com/execguard/execguard/internal/safefile"
 	"github.com/execguard/execguard/wrappers"
 )
 
@@ -74,7 +75,7 @@ func (s SnapshotStore) prune(current string) error {
 	}
 	var old []entry
 	for _, e := range ents {
-		if e.name != current+".json" && !IsTemp(e.name) && e.isRegular() {
+		if e.name != current+".json" && !safefile.IsTemp(e.name) && e.isRegular() {
 			old = append(old, e)
 		}
 	}

@@ -69,7 +69,7 @@ func (d *Dir) Check(create bool) error {
 }
 
 // Sweep removes the temporary files of interrupted writes older than
-// TempMaxAge, in every directory that can hold them.
+// safefile.TempMaxAge, in every directory that can hold them.
 func (d *Dir) Sweep() error {
 	dirs := []string{"", snapshotsDir, wrappersDir, pinsDir, factsDir}
 	ctrs, err := d.list(execsDir)

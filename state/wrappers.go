@@ -7,6 +7,7 @@ import (
 	"os"
 	"sort"
 
+	"github.com/execguard/execguard/internal/safefile"
 	"github.com/execguard/execguard/wrappers"
 )
 
@@ -103,7 +104,7 @@ func (s WrapperStore) List() ([]WrapperInfo, error) {
 	var out []WrapperInfo
 	for _, e := range ents {
 		rt, dg, ok := wrappers.ParseName(e.name)
-		if !ok || IsTemp(e.name) {
+		if !ok || safefile.IsTemp(e.name) {
 			continue
 		}
 		out = append(out, WrapperInfo{Name: e.name, Runtime: rt, Digest: dg, Valid: s.Verify(e.name) == nil})

@@ -12,6 +12,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -35,6 +36,21 @@ const (
 	TempPrefix = "."
 	TempInfix  = ".tmp-"
 )
+
+// IsTemp reports whether name is a temporary file of WriteAt.
+func IsTemp(name string) bool {
+	return strings.HasPrefix(name, TempPrefix) && strings.Contains(name, TempInfix)
+}
+
+// TempMaxAge is how old a temporary file must be before no writer can
+// still be working on it. File ages are on the wall clock, like file times.
+const TempMaxAge = time.Minute
+
+// StaleTemp reports whether name, last modified at mod, is a temporary
+// file a crashed writer left: old enough that no WriteAt is still on it.
+func StaleTemp(name string, mod time.Time) bool {
+	return IsTemp(name) && time.Since(mod) > TempMaxAge
+}
 
 // WriteAt atomically replaces the file name in the directory open as
 // dirfd with data: a temporary file beside it is written, fsynced,

@@ -13,7 +13,6 @@ import (
 	"path"
 	"path/filepath"
 	"syscall"
-	"time"
 
 	"github.com/pelletier/go-toml/v2"
 
@@ -119,7 +118,7 @@ func removeStaleTemps(hp string) {
 	dir, base := filepath.Split(hp)
 	temps, _ := filepath.Glob(filepath.Join(dir, safefile.TempPrefix+base+safefile.TempInfix+"*"))
 	for _, p := range temps {
-		if fi, err := os.Lstat(p); err == nil && time.Since(fi.ModTime()) > time.Minute {
+		if fi, err := os.Lstat(p); err == nil && safefile.StaleTemp(fi.Name(), fi.ModTime()) {
 			os.Remove(p)
 		}
 	}

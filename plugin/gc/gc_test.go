@@ -13,6 +13,7 @@ import (
 
 	"github.com/execguard/execguard/conf"
 	"github.com/execguard/execguard/execpolicy"
+	"github.com/execguard/execguard/internal/safefile"
 	"github.com/execguard/execguard/state"
 	"github.com/execguard/execguard/wrappers"
 )
@@ -252,7 +253,7 @@ func TestSweepsTempFilesEverywhere(t *testing.T) {
 				t.Fatal(err)
 			}
 		}
-		past := time.Now().Add(-2 * state.TempMaxAge)
+		past := time.Now().Add(-2 * safefile.TempMaxAge)
 		os.Chtimes(old, past, past)
 		stale, fresh = append(stale, old), append(fresh, young)
 	}

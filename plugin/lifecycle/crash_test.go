@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/execguard/execguard/internal/safefile"
 	"github.com/execguard/execguard/state"
 )
 
@@ -94,7 +95,7 @@ func TestRecordsSurviveSIGKILL(t *testing.T) {
 		if err != nil || d.IsDir() {
 			return err
 		}
-		if state.IsTemp(d.Name()) {
+		if safefile.IsTemp(d.Name()) {
 			temps = append(temps, p)
 			return os.Chtimes(p, time.Time{}, time.Now().Add(-2*time.Minute))
 		}
